@@ -1,0 +1,38 @@
+# QCOS gateway. `make run` starts it with embedded defaults; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast slurm-up slurm-down bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	touch $(STAMP)
+
+run: install
+	deploy/run-local.sh
+
+# Brings the local Slurm cluster up first when this machine can run it (root,
+# Debian's slurm packages installed); without it the Slurm tests skip, except
+# under CI=true, where they fail.
+test: install
+	@if [ "$$(id -u)" = 0 ] && command -v slurmctld >/dev/null; then deploy/slurm/slurm-up.sh; \
+	else echo "make test: no local Slurm cluster (needs root and slurm-wlm); Slurm tests will skip"; fi
+	$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+slurm-up:
+	deploy/slurm/slurm-up.sh
+
+slurm-down:
+	deploy/slurm/slurm-down.sh
+
+bench: install
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,87 @@
+"""Users and API keys: creation and lookup.
+
+API keys are 256-bit random tokens (``secrets.token_urlsafe(32)``) with the
+prefix ``qcos_``. Only their SHA-256 hash is stored: for a secret of that
+entropy a fast hash is enough (no guessing attack can enumerate the key
+space), so the lookup is one indexed equality on the hash. The comparison
+after the lookup uses :func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.models import ApiKey, User, utcnow
+from gateway.tiers import DEFAULT_TIERS
+
+KEY_PREFIX = "qcos_"
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 hex digest of an API key (64 characters)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_api_key() -> str:
+    """A fresh API key: ``qcos_`` + 43 URL-safe characters (256 random bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class CreatedUser:
+    """A new user and their first key; ``api_key`` is the only copy of the secret."""
+
+    user_id: str
+    email: str
+    tier: str
+    api_key: str
+
+
+class AccountError(ValueError):
+    """A user cannot be created as asked (unknown tier, email taken)."""
+
+
+def create_user(session: Session, *, email: str, tier: str) -> CreatedUser:
+    """Create a user with one API key inside the caller's transaction.
+
+    Raises :class:`AccountError` for an unknown tier or an email already in use.
+    """
+    if tier not in DEFAULT_TIERS:
+        raise AccountError(f"unknown tier {tier!r}; known: {', '.join(DEFAULT_TIERS)}")
+    email = email.strip()
+    if "@" not in email or len(email) > 320:
+        raise AccountError(f"not an email address: {email!r}")
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AccountError(f"a user with email {email} already exists")
+    user = User(id="user_" + secrets.token_hex(6), email=email, tier=tier, is_active=True)
+    session.add(user)
+    key = issue_key(session, user)
+    return CreatedUser(user.id, user.email, user.tier, key)
+
+
+def issue_key(session: Session, user: User) -> str:
+    """Add a new API key for ``user``; returns the secret (shown once, never stored)."""
+    key = new_api_key()
+    session.add(ApiKey(user=user, key_hash=hash_api_key(key), prefix=key[:9], created_at=utcnow()))
+    session.flush()
+    return key
+
+
+def user_for_key(session: Session, key: str) -> User | None:
+    """The active user owning an unrevoked ``key``, or ``None``."""
+    digest = hash_api_key(key)
+    row = session.execute(
+        select(ApiKey, User).join(User).where(ApiKey.key_hash == digest)
+    ).first()
+    if row is None:
+        return None
+    api_key, user = row
+    if not hmac.compare_digest(api_key.key_hash, digest) or api_key.revoked_at is not None or not user.is_active:
+        return None
+    return user

@@ -1,0 +1,33 @@
+"""``GET /``: health of the gateway, its database and its scheduler."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+from sqlalchemy import text
+
+from gateway.errors import ServiceUnavailable
+from gateway.schemas import HealthResponse
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/")
+def health():
+    """No authentication, so load balancers and monitors can call it.
+
+    ``queue_connected`` is a real scheduler check (``scontrol ping`` for
+    Slurm), cached for ``QCOS_QUEUE_CHECK_TTL`` seconds. ``status`` is
+    ``healthy`` when the scheduler answers and ``degraded`` when it does not;
+    an unreachable database is a 503.
+    """
+    from gateway import __version__
+
+    runtime = current_app.extensions["qcos"]
+    try:
+        with runtime.db.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "unreachable" here
+        raise ServiceUnavailable("The job database is unavailable") from None
+    connected = runtime.queue_check.connected()
+    body = HealthResponse(status="healthy" if connected else "degraded", version=__version__, queue_connected=connected)
+    return body.model_dump()

@@ -1,0 +1,112 @@
+"""``POST /execute``, ``GET /status/{job_id}``, ``GET /results/{job_id}``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, request, url_for
+from pydantic import ValidationError
+
+from hpc_jobs.lifecycle import JobStatus
+
+from gateway import jobs
+from gateway.auth import require_api_key
+from gateway.errors import InvalidRequest, JobFailed
+from gateway.models import Job
+from gateway.schemas import ExecuteRequest, ExecuteResponse, StatusResponse, iso_utc
+
+blueprint = Blueprint("jobs", __name__)
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def _json_body() -> dict:
+    if not request.is_json:
+        raise InvalidRequest("The body must be JSON (Content-Type: application/json)")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object")
+    return body
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{field}: {error['msg']}")
+    return "Invalid request: " + "; ".join(problems)
+
+
+@blueprint.post("/execute")
+@require_api_key
+def execute():
+    """Submit a circuit. 201 with ``Location`` for a new job; 200 for an
+    idempotent repeat of the same custom ``job_id`` and body."""
+    try:
+        body = ExecuteRequest.model_validate(_json_body())
+    except ValidationError as exc:
+        raise InvalidRequest(_validation_detail(exc)) from None
+    runtime = current_app.extensions["qcos"]
+    submission = jobs.submit(runtime, g.user, body)
+    job = submission.job
+    device = runtime.profile.simulator.device
+    answer = ExecuteResponse(
+        job_id=job.id,
+        status=job.status,
+        message=f"Job queued for {device} execution on {runtime.profile.name}",
+        estimated_time_seconds=job.estimated_time_seconds,
+    )
+    if not submission.created:
+        return answer.model_dump(), 200
+    return answer.model_dump(), 201, {"Location": url_for("jobs.status", job_id=job.id)}
+
+
+def _status_body(job: Job) -> dict:
+    return StatusResponse(
+        job_id=job.id,
+        status=job.status,
+        result=job.result if job.status == JobStatus.COMPLETED.value else None,
+        error=job.error,
+        created_at=iso_utc(job.created_at),
+        completed_at=iso_utc(job.completed_at),
+    ).model_dump(exclude_none=False)
+
+
+@blueprint.get("/status/<job_id>")
+@require_api_key
+def status(job_id: str):
+    """The job's status, its full result once completed, its error once failed."""
+    return _status_body(jobs.get_job(current_app.extensions["qcos"], g.user, job_id))
+
+
+def _parse_wait() -> tuple[bool, float]:
+    settings = current_app.extensions["qcos"].settings
+    raw_wait = request.args.get("wait", "false").strip().lower()
+    if raw_wait not in _TRUE | _FALSE:
+        raise InvalidRequest("wait must be true or false")
+    raw_timeout = request.args.get("timeout", "30").strip()
+    try:
+        timeout = int(raw_timeout)
+    except ValueError:
+        raise InvalidRequest("timeout must be an integer number of seconds") from None
+    if timeout < 0:
+        raise InvalidRequest("timeout must be 0 or more seconds")
+    return raw_wait in _TRUE, min(float(timeout), settings.results_max_wait_seconds)
+
+
+@blueprint.get("/results/<job_id>")
+@require_api_key
+def results(job_id: str):
+    """Counts of a completed job; ``wait=true`` blocks up to ``timeout`` seconds
+    (capped by ``QCOS_RESULTS_MAX_WAIT``). Queued and processing jobs answer
+    the reference's pending shape; a failed job answers JOB_FAILED."""
+    wait, timeout = _parse_wait()
+    runtime = current_app.extensions["qcos"]
+    if wait:
+        job = jobs.wait_for_final(runtime, g.user, job_id, timeout)
+    else:
+        job = jobs.get_job(runtime, g.user, job_id)
+    if job.status == JobStatus.COMPLETED.value:
+        return {"job_id": job.id, "status": "completed", "result": {"counts": job.result["counts"]}}
+    if job.status == JobStatus.FAILED.value:
+        raise JobFailed(f"Job {job.id} failed: {job.error}")
+    return {"job_id": job.id, "status": "pending", "message": "Job not yet completed"}

@@ -1,0 +1,102 @@
+"""Gateway configuration: one object, read from the environment once.
+
+Every variable is optional; the defaults are the embedded setup of
+``make run`` (SQLite file and the local executor under ``./var``).
+
+=============================== ============================================
+``QCOS_STATE_DIR``              folder for the SQLite file, work dirs and the
+                                local executor (default ``./var``)
+``QCOS_DATABASE_URL``           SQLAlchemy URL; ``postgresql://…`` uses
+                                psycopg 3 (default: SQLite in the state dir)
+``QCOS_EXECUTOR``               ``local`` (default) or ``slurm``
+``QCOS_CLUSTER_PROFILE``        profile name in ``deploy/profiles`` or a
+                                path to a TOML file (default ``dev``)
+``QCOS_WORK_ROOT``              where job work dirs go; must be visible to the
+                                compute nodes for ``slurm`` (default
+                                ``$QCOS_STATE_DIR/jobs``)
+``QCOS_POLL_INTERVAL``          seconds between poller cycles (default 2)
+``QCOS_MISSING_GRACE``          seconds a job may be absent from squeue and
+                                sacct before it fails (default 300)
+``QCOS_RESULTS_MAX_WAIT``       upper bound of ``/results?timeout=`` (300)
+``QCOS_QUEUE_CHECK_TTL``        seconds ``queue_connected`` is cached (10)
+``QCOS_MAX_BODY_BYTES``         largest request body accepted (2 MiB)
+``QCOS_LOG_LEVEL``              ``INFO`` by default
+=============================== ============================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the gateway cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The gateway's configuration; see the module docstring for the variables."""
+
+    state_dir: Path
+    database_url: str
+    executor: str
+    cluster_profile: str
+    work_root: Path
+    poll_interval_seconds: float = 2.0
+    missing_grace_seconds: float = 300.0
+    results_max_wait_seconds: float = 300.0
+    queue_check_ttl_seconds: float = 10.0
+    max_body_bytes: int = 2 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def local_registry(self) -> Path:
+        """The local executor's registry folder."""
+        return self.state_dir / "local-executor"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read ``QCOS_*`` variables; raises :class:`ConfigError` for a bad value."""
+        env = os.environ if env is None else env
+        state_dir = Path(env.get("QCOS_STATE_DIR") or "var").resolve()
+        database_url = env.get("QCOS_DATABASE_URL") or f"sqlite:///{state_dir / 'qcos.db'}"
+        executor = env.get("QCOS_EXECUTOR", "local") or "local"
+        if executor not in ("local", "slurm"):
+            raise ConfigError(f"QCOS_EXECUTOR must be 'local' or 'slurm', not {executor!r}")
+        return cls(
+            state_dir=state_dir,
+            database_url=normalize_database_url(database_url),
+            executor=executor,
+            cluster_profile=env.get("QCOS_CLUSTER_PROFILE") or "dev",
+            work_root=Path(env.get("QCOS_WORK_ROOT") or state_dir / "jobs").resolve(),
+            poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 2.0, minimum=0.05),
+            missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),
+            results_max_wait_seconds=_number(env, "QCOS_RESULTS_MAX_WAIT", 300.0),
+            queue_check_ttl_seconds=_number(env, "QCOS_QUEUE_CHECK_TTL", 10.0),
+            max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
+            log_level=(env.get("QCOS_LOG_LEVEL") or "INFO").upper(),
+        )

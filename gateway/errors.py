@@ -1,0 +1,144 @@
+"""The API's one exception hierarchy and its JSON error format.
+
+Every error answer has the reference's shape::
+
+    {"detail": "...", "error_code": "...", "request_id": "req_..."}
+
+The reference's codes (AUTH_REQUIRED, AUTH_INVALID, RATE_LIMITED,
+QUOTA_EXCEEDED, CIRCUIT_INVALID, JOB_NOT_FOUND, JOB_FAILED) are used where
+they apply; the codes the reference does not list (INVALID_REQUEST,
+JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE,
+UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR) are documented
+in the README.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as JSON with ``status_code`` and ``error_code``."""
+
+    status_code = 500
+    error_code = "INTERNAL_ERROR"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class InvalidRequest(ApiError):
+    """The body or a parameter is malformed (not the circuit itself)."""
+
+    status_code = 400
+    error_code = "INVALID_REQUEST"
+
+
+class CircuitInvalid(ApiError):
+    """The OpenQASM program cannot be run: syntax, unknown gate, size bound."""
+
+    status_code = 400
+    error_code = "CIRCUIT_INVALID"
+
+
+class AuthRequired(ApiError):
+    status_code = 401
+    error_code = "AUTH_REQUIRED"
+
+    def __init__(self, detail: str = "No API key provided: send it in X-API-Key or Authorization: Bearer") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="qcos"'})
+
+
+class AuthInvalid(ApiError):
+    status_code = 401
+    error_code = "AUTH_INVALID"
+
+    def __init__(self, detail: str = "Invalid API key") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="qcos", error="invalid_token"'})
+
+
+class JobNotFound(ApiError):
+    status_code = 404
+    error_code = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id} not found")
+
+
+class JobIdConflict(ApiError):
+    """A custom job_id already names a different job."""
+
+    status_code = 409
+    error_code = "JOB_ID_CONFLICT"
+
+
+class JobFailed(ApiError):
+    """Results were asked for a job whose execution failed (409: the job's state, not the request, is at fault)."""
+
+    status_code = 409
+    error_code = "JOB_FAILED"
+
+
+class ServiceUnavailable(ApiError):
+    """The scheduler or the database cannot be reached right now."""
+
+    status_code = 503
+    error_code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, detail: str, *, retry_after: int = 30) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+_HTTP_CODES = {
+    400: "INVALID_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def error_response(status_code: int, error_code: str, detail: str, headers: dict[str, str] | None = None):
+    """The JSON error response of the reference's format."""
+    response = jsonify(detail=detail, error_code=error_code, request_id=g.get("request_id", "req_unknown"))
+    response.status_code = status_code
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error, including Flask's own and unexpected ones, as JSON."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status_code, exc.error_code, exc.detail, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+        detail = exc.description or exc.name
+        if code == 404:
+            detail = "No such endpoint"
+        elif code == 405:
+            detail = "Method not allowed on this endpoint"
+        return error_response(code, _HTTP_CODES.get(code, "HTTP_ERROR"), detail, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            log.error("database unavailable: %s", exc.__class__.__name__)
+            return error_response(503, "SERVICE_UNAVAILABLE", "The job database is unavailable; retry later",
+                                  {"Retry-After": "30"})
+        log.exception("unexpected error")
+        return error_response(500, "INTERNAL_ERROR", "Internal server error")

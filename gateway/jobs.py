@@ -1,0 +1,146 @@
+"""Submitting jobs and reading them back: the gateway's job service.
+
+Submission order, so a failure anywhere leaves nothing half-written:
+
+1. validate the circuit (nothing stored yet; a bad circuit is a 400);
+2. insert the job row (this claims the job_id; a concurrent duplicate loses
+   on the primary key and is answered idempotently or with a 409);
+3. write the work dir and call sbatch;
+4. on a scheduler error, delete the row and the work dir and answer 503;
+   otherwise record the Slurm job id.
+
+A crash between 2 and 4 leaves a row without a Slurm job id; the poller
+fails it after the grace period with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hpc_jobs.circuits import CircuitError, load_circuit, summarize
+from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.lifecycle import JobStatus
+from hpc_jobs.rendering import slurm_job_name
+from hpc_jobs.sizing import estimate_runtime_seconds
+from hpc_jobs.staging import remove_work_dir, stage_job, work_dir_for
+from hpc_jobs.workdir import RunParameters
+
+from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
+from gateway.models import Job, User, utcnow
+from gateway.runtime import Runtime
+from gateway.schemas import ExecuteRequest
+
+log = logging.getLogger(__name__)
+
+
+def request_fingerprint(request: ExecuteRequest) -> str:
+    """SHA-256 of the canonical body (qasm and shots), to tell a retry from a clash."""
+    canonical = json.dumps({"qasm": request.qasm, "shots": request.shots}, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The stored job and whether this request created it (False: idempotent repeat)."""
+
+    job: Job
+    created: bool
+
+
+def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
+    """Validate, store and submit one circuit. See the module docstring for the order.
+
+    Raises :class:`CircuitInvalid` (400), :class:`JobIdConflict` (409) or
+    :class:`ServiceUnavailable` (503, nothing kept).
+    """
+    try:
+        circuit = load_circuit(request.qasm)
+    except CircuitError as exc:
+        raise CircuitInvalid(f"Invalid circuit: {exc}") from None
+    summary = summarize(circuit)
+    job_id = request.job_id or str(uuid.uuid4())
+    fingerprint = request_fingerprint(request)
+    settings, profile = runtime.settings, runtime.profile
+    work_dir = work_dir_for(settings.work_root, job_id)
+    estimate = estimate_runtime_seconds(
+        summary.num_qubits, summary.size, request.shots, clifford=summary.is_clifford
+    )
+    job = Job(
+        id=job_id, user_id=user.id, status=JobStatus.QUEUED.value, qasm=request.qasm, shots=request.shots,
+        num_qubits=summary.num_qubits, request_hash=fingerprint, executor=runtime.executor.name,
+        cluster_profile=profile.name, work_dir=str(work_dir), estimated_time_seconds=estimate,
+        created_at=utcnow(),
+    )
+    try:
+        with runtime.db.transaction() as session:
+            session.add(job)
+    except IntegrityError:
+        return Submission(_existing_for_retry(runtime, user, job_id, fingerprint), created=False)
+
+    params = RunParameters(
+        job_id=job_id, shots=request.shots, seed=secrets.randbelow(2**31),
+        method=profile.simulator.method, device=profile.simulator.device,
+        custatevec=profile.simulator.custatevec, precision=profile.simulator.precision,
+    )
+    try:
+        stage_job(settings.work_root, job_id=job_id, qasm=request.qasm, params=params, profile=profile)
+        scheduler_job_id = runtime.executor.submit(work_dir, job_name=slurm_job_name(job_id))
+    except (ExecutorError, OSError) as exc:
+        log.error("submission of job %s failed: %s", job_id, exc)
+        remove_work_dir(work_dir)
+        with runtime.db.transaction() as session:
+            session.execute(delete(Job).where(Job.id == job_id))
+        raise ServiceUnavailable("The scheduler did not accept the job; nothing was stored. Retry later.") from None
+
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(scheduler_job_id=scheduler_job_id, submitted_at=now)
+        )
+    job.scheduler_job_id, job.submitted_at = scheduler_job_id, now
+    log.info("job %s submitted as %s job %s", job_id, runtime.executor.name, scheduler_job_id)
+    return Submission(job, created=True)
+
+
+def _existing_for_retry(runtime: Runtime, user: User, job_id: str, fingerprint: str) -> Job:
+    with runtime.db.session() as session:
+        existing = session.get(Job, job_id)
+    if existing is not None and existing.user_id == user.id and existing.request_hash == fingerprint:
+        return existing
+    # Another user's job or a different body: say only that the id is taken.
+    raise JobIdConflict(f"job_id {job_id} is already in use by a different job; choose another job_id")
+
+
+def get_job(runtime: Runtime, user: User, job_id: str) -> Job:
+    """The caller's job ``job_id``; :class:`JobNotFound` for a missing job or another user's."""
+    with runtime.db.session() as session:
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user.id))
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) -> Job:
+    """The job once it is final, or as it is after ``timeout`` seconds.
+
+    Each check is its own short read, so no transaction or connection is
+    held while waiting; the pause between checks grows from 0.1 s to 1 s.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.1
+    while True:
+        job = get_job(runtime, user, job_id)
+        remaining = deadline - time.monotonic()
+        if JobStatus(job.status).is_final or remaining <= 0:
+            return job
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 1.5, 1.0)
