@@ -1,0 +1,264 @@
+"""The HTTP contract of the API reference: fields, codes, error format.
+
+These run the Flask app in-process against SQLite and PostgreSQL, with the
+real local executor running real batch scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.models import Job
+from tests.conftest import BELL, make_user
+from tests.helpers import TOO_BIG_FOR_MEMORY, drive_until_final
+
+
+def _post(client, key, body, **headers):
+    return client.post("/execute", json=body, headers={"X-API-Key": key, **headers})
+
+
+def _job_count(runtime) -> int:
+    with runtime.db.session() as session:
+        return session.scalar(select(func.count()).select_from(Job))
+
+
+def _assert_error(response, status, code):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"detail", "error_code", "request_id"}
+    assert body["error_code"] == code
+    assert body["request_id"].startswith("req_")
+    assert response.headers["X-Request-ID"] == body["request_id"]
+    return body
+
+
+class TestHealth:
+    def test_reports_version_and_a_real_queue_check(self, client):
+        response = client.get("/")
+        assert response.status_code == 200
+        assert response.get_json() == {"status": "healthy", "version": "1.0.0", "queue_connected": True}
+
+    def test_queue_not_connected_when_the_executor_cannot_work(self, settings, tmp_path):
+        from gateway import create_app
+
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        broken = create_app({"QCOS_SETTINGS": replace(settings, state_dir=blocker)})
+        body = broken.test_client().get("/").get_json()
+        assert body["queue_connected"] is False
+        assert body["status"] == "degraded"
+
+
+class TestAuthentication:
+    def test_no_key_is_auth_required(self, client):
+        _assert_error(client.get("/status/x"), 401, "AUTH_REQUIRED")
+        _assert_error(client.post("/execute", json={"qasm": BELL}), 401, "AUTH_REQUIRED")
+
+    def test_unknown_key_is_auth_invalid(self, client):
+        _assert_error(client.get("/status/x", headers={"X-API-Key": "qcos_nope"}), 401, "AUTH_INVALID")
+        _assert_error(client.get("/status/x", headers={"Authorization": "Bearer qcos_nope"}), 401, "AUTH_INVALID")
+
+    def test_bearer_and_header_both_work(self, client, api_key):
+        _assert_error(client.get("/status/none", headers={"Authorization": f"Bearer {api_key}"}), 404, "JOB_NOT_FOUND")
+        _assert_error(client.get("/status/none", headers={"X-API-Key": api_key}), 404, "JOB_NOT_FOUND")
+
+    def test_keys_are_stored_only_as_hashes(self, runtime, api_key, database_url):
+        from sqlalchemy import text
+
+        with runtime.db.session() as session:
+            stored = [tuple(row) for row in session.execute(text("SELECT key_hash, prefix FROM api_keys"))]
+        assert all(api_key not in value for row in stored for value in row)
+
+
+class TestExecute:
+    def test_bell_runs_and_returns_counts(self, client, runtime, api_key):
+        response = _post(client, api_key, {"qasm": BELL, "shots": 1024})
+        assert response.status_code == 201
+        body = response.get_json()
+        assert set(body) == {"job_id", "status", "message", "estimated_time_seconds"}
+        assert body["status"] == "queued"
+        assert isinstance(body["estimated_time_seconds"], int) and body["estimated_time_seconds"] >= 1
+        assert response.headers["Location"] == f"/status/{body['job_id']}"
+
+        drive_until_final(runtime, body["job_id"])
+        status = client.get(response.headers["Location"], headers={"X-API-Key": api_key}).get_json()
+        assert status["status"] == "completed" and status["error"] is None
+        result = status["result"]
+        assert set(result["counts"]) <= {"00", "11"} and sum(result["counts"].values()) == 1024
+        assert result["num_qubits"] == 2 and result["shots"] == 1024
+        assert {"execution_time_seconds", "backend", "device"} <= set(result)
+        assert status["created_at"].endswith("Z") and status["completed_at"].endswith("Z")
+
+        results = client.get(f"/results/{body['job_id']}", headers={"X-API-Key": api_key}).get_json()
+        assert results == {"job_id": body["job_id"], "status": "completed", "result": {"counts": result["counts"]}}
+
+    def test_shots_default_to_1024(self, client, runtime, api_key):
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        with runtime.db.session() as session:
+            assert session.get(Job, job_id).shots == 1024
+
+    @pytest.mark.parametrize(
+        ("body", "mentions"),
+        [
+            ({"qasm": BELL, "shots": 0}, "shots"),
+            ({"qasm": BELL, "shots": -5}, "shots"),
+            ({"qasm": BELL, "shots": "100"}, "shots"),
+            ({"qasm": BELL, "shots": True}, "shots"),
+            ({"qasm": BELL, "shots": 1.5}, "shots"),
+            ({"shots": 10}, "qasm"),
+            ({"qasm": 42}, "qasm"),
+            ({"qasm": BELL, "shot": 10}, "shot"),
+            ({"qasm": BELL, "job_id": "../etc"}, "job_id"),
+            ({"qasm": BELL, "job_id": "a" * 65}, "job_id"),
+            ({"qasm": BELL, "job_id": "has space"}, "job_id"),
+            ({"qasm": BELL, "job_id": ""}, "job_id"),
+        ],
+    )
+    def test_bad_fields_are_invalid_request_and_store_nothing(self, client, runtime, api_key, body, mentions):
+        detail = _assert_error(_post(client, api_key, body), 400, "INVALID_REQUEST")["detail"]
+        assert mentions in detail
+        assert _job_count(runtime) == 0
+
+    def test_non_json_and_malformed_json_are_refused(self, client, runtime, api_key):
+        _assert_error(client.post("/execute", data="qasm=1", headers={"X-API-Key": api_key,
+                      "Content-Type": "application/x-www-form-urlencoded"}), 400, "INVALID_REQUEST")
+        _assert_error(client.post("/execute", data="{not json", headers={"X-API-Key": api_key,
+                      "Content-Type": "application/json"}), 400, "INVALID_REQUEST")
+        _assert_error(client.post("/execute", json=[1, 2], headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
+        assert _job_count(runtime) == 0
+
+    def test_bad_circuit_names_line_and_column_and_stores_nothing(self, client, runtime, api_key, settings):
+        qasm = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nfoo q[0];\n'
+        detail = _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")["detail"]
+        assert "line 4" in detail and "column" in detail
+        assert _job_count(runtime) == 0
+        assert list(settings.work_root.iterdir()) == []
+
+    def test_include_of_a_server_file_leaks_nothing(self, client, runtime, api_key, tmp_path):
+        secret = tmp_path / "secret.inc"
+        secret.write_text("// TOP-SECRET-MARKER\ngate leak a { x a; }\n")
+        for target in (str(secret), "/etc/passwd", "../../../etc/hostname"):
+            qasm = f'OPENQASM 2.0;\ninclude "{target}";\nqreg q[1];\ncreg c[1];\nmeasure q -> c;\n'
+            response = _post(client, api_key, {"qasm": qasm})
+            _assert_error(response, 400, "CIRCUIT_INVALID")
+            text = response.get_data(as_text=True)
+            assert "TOP-SECRET-MARKER" not in text and "root:" not in text
+        assert _job_count(runtime) == 0
+
+    def test_huge_register_declaration_is_refused_quickly(self, client, api_key):
+        started = time.monotonic()
+        qasm = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[10000000]; creg c[1]; measure q[0] -> c[0];'
+        _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")
+        assert time.monotonic() - started < 2
+
+    def test_opaque_gate_is_refused_at_submission(self, client, runtime, api_key):
+        qasm = 'OPENQASM 2.0; include "qelib1.inc"; opaque magic a; qreg q[1]; creg c[1]; magic q[0]; measure q -> c;'
+        detail = _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")["detail"]
+        assert "magic" in detail
+        assert _job_count(runtime) == 0
+
+
+class TestCustomJobId:
+    def test_same_id_and_body_is_idempotent(self, client, runtime, api_key):
+        first = _post(client, api_key, {"qasm": BELL, "shots": 100, "job_id": "bell-run.1"})
+        again = _post(client, api_key, {"qasm": BELL, "shots": 100, "job_id": "bell-run.1"})
+        assert first.status_code == 201 and again.status_code == 200
+        assert again.get_json()["job_id"] == "bell-run.1"
+        assert _job_count(runtime) == 1
+
+    def test_same_id_different_body_is_a_conflict(self, client, runtime, api_key):
+        _post(client, api_key, {"qasm": BELL, "shots": 100, "job_id": "exp-7"})
+        _assert_error(_post(client, api_key, {"qasm": BELL, "shots": 200, "job_id": "exp-7"}), 409, "JOB_ID_CONFLICT")
+        assert _job_count(runtime) == 1
+
+    def test_another_users_id_is_a_conflict_that_reveals_nothing(self, client, runtime, api_key):
+        _post(client, api_key, {"qasm": BELL, "shots": 100, "job_id": "shared-name"})
+        other_key = make_user(runtime)[1]
+        body = _assert_error(_post(client, other_key, {"qasm": BELL, "shots": 100, "job_id": "shared-name"}),
+                             409, "JOB_ID_CONFLICT")
+        assert "qreg" not in body["detail"]
+
+
+class TestVisibility:
+    def test_a_user_never_sees_another_users_job(self, client, runtime, api_key):
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        other_key = make_user(runtime)[1]
+        for path in (f"/status/{job_id}", f"/results/{job_id}"):
+            _assert_error(client.get(path, headers={"X-API-Key": other_key}), 404, "JOB_NOT_FOUND")
+        assert client.get(f"/status/{job_id}", headers={"X-API-Key": api_key}).status_code == 200
+
+
+class TestResults:
+    def test_pending_shape_is_exactly_the_references(self, client, api_key):
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        # No poller runs in this test, so the job stays queued.
+        body = client.get(f"/results/{job_id}", headers={"X-API-Key": api_key}).get_json()
+        assert body == {"job_id": job_id, "status": "pending", "message": "Job not yet completed"}
+
+    def test_wait_returns_at_the_timeout_when_nothing_changes(self, client, api_key):
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        started = time.monotonic()
+        body = client.get(f"/results/{job_id}?wait=true&timeout=1", headers={"X-API-Key": api_key}).get_json()
+        elapsed = time.monotonic() - started
+        assert body["status"] == "pending"
+        assert 0.9 <= elapsed < 3
+
+    def test_wait_is_bounded_server_side(self, client, runtime, api_key, monkeypatch):
+        runtime.settings = replace(runtime.settings, results_max_wait_seconds=1)
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        started = time.monotonic()
+        client.get(f"/results/{job_id}?wait=true&timeout=3600", headers={"X-API-Key": api_key})
+        assert time.monotonic() - started < 3
+
+    @pytest.mark.parametrize("query", ["wait=maybe", "timeout=soon", "timeout=-1", "wait=true&timeout=1.5"])
+    def test_bad_query_parameters_are_invalid_request(self, client, api_key, query):
+        _assert_error(client.get(f"/results/any?{query}", headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
+
+    def test_failed_job_answers_job_failed_with_its_reason(self, client, runtime, api_key):
+        job_id = _post(client, api_key, {"qasm": TOO_BIG_FOR_MEMORY, "shots": 10}).get_json()["job_id"]
+        job = drive_until_final(runtime, job_id)
+        assert job.status == "failed"
+        body = _assert_error(client.get(f"/results/{job_id}", headers={"X-API-Key": api_key}), 409, "JOB_FAILED")
+        assert job.error and job.error in body["detail"]
+        status = client.get(f"/status/{job_id}", headers={"X-API-Key": api_key}).get_json()
+        assert status["status"] == "failed" and status["result"] is None and status["error"] == job.error
+
+
+class TestSchedulerFailure:
+    def test_unavailable_scheduler_is_503_and_keeps_nothing(self, settings, tmp_path):
+        from gateway import create_app
+        from hpc_jobs.executors.local import LocalExecutor
+
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        app = create_app({"QCOS_SETTINGS": settings, "QCOS_EXECUTOR_OBJECT": LocalExecutor(blocker / "registry")})
+        runtime = app.extensions["qcos"]
+        key = make_user(runtime)[1]
+        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "doomed"},
+                                          headers={"X-API-Key": key})
+        _assert_error(response, 503, "SERVICE_UNAVAILABLE")
+        assert _job_count(runtime) == 0
+        assert not (settings.work_root / "doomed").exists()
+
+
+class TestErrorsEverywhere:
+    def test_unknown_route_is_json_404(self, client):
+        _assert_error(client.get("/nope"), 404, "NOT_FOUND")
+
+    def test_wrong_method_is_json_405_with_allow(self, client):
+        response = client.delete("/execute")
+        _assert_error(response, 405, "METHOD_NOT_ALLOWED")
+        assert "POST" in response.headers["Allow"]
+
+    def test_oversized_body_is_json_413(self, client, api_key, runtime):
+        big = "x" * (runtime.settings.max_body_bytes + 10)
+        response = client.post("/execute", data=json.dumps({"qasm": big}),
+                               headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+        _assert_error(response, 413, "PAYLOAD_TOO_LARGE")

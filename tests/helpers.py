@@ -1,0 +1,31 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import time
+
+from hpc_jobs.lifecycle import JobStatus
+
+#: 34 qubits in a non-Clifford state: 256 GiB as a state vector, so the
+#: simulator refuses it at run time on any machine of this project's size.
+TOO_BIG_FOR_MEMORY = (
+    'OPENQASM 2.0; include "qelib1.inc"; qreg q[34]; creg c[34]; '
+    "h q; t q; cx q[0],q[33]; measure q -> c;"
+)
+
+
+def drive_until_final(runtime, job_id: str, *, timeout: float = 90.0):
+    """Run poller cycles until the job is final; returns the stored job."""
+    from gateway.models import Job
+    from gateway.poller import run_cycle
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run_cycle(runtime)
+        with runtime.db.session() as session:
+            job = session.get(Job, job_id)
+        if JobStatus(job.status).is_final:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
+        time.sleep(0.2)

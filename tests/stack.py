@@ -1,0 +1,112 @@
+"""A whole gateway as separate processes: ``qcos db upgrade``, ``qcos users
+create``, gunicorn and ``qcos poller``, as an operator would start them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stack:
+    base_url: str
+    api_key: str
+    env: dict[str, str]
+
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+    def submit(self, qasm: str, shots: int = 1024, **extra) -> dict:
+        response = requests.post(f"{self.base_url}/execute", json={"qasm": qasm, "shots": shots, **extra},
+                                 headers=self.headers(), timeout=30)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def wait_final(self, job_id: str, timeout: float = 180) -> dict:
+        """``/status`` once the job is final (uses ``/results?wait=true`` to wait)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            requests.get(f"{self.base_url}/results/{job_id}", params={"wait": "true", "timeout": 20},
+                         headers=self.headers(), timeout=40)
+            status = requests.get(f"{self.base_url}/status/{job_id}", headers=self.headers(), timeout=10).json()
+            if status["status"] in ("completed", "failed"):
+                return status
+        raise AssertionError(f"job {job_id} not final after {timeout} s: {status}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(argv, env) -> str:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 0, f"{argv} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@contextmanager
+def gateway_stack(tmp_path: Path, *, database_url: str, executor: str = "local", preload: bool = False,
+                  workers: int = 2):
+    """Start the gateway and the poller; yields a :class:`Stack`; stops both."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "QCOS_STATE_DIR": str(tmp_path / "state"),
+        "QCOS_DATABASE_URL": database_url,
+        "QCOS_EXECUTOR": executor,
+        "QCOS_POLL_INTERVAL": "0.5",
+        "QCOS_BIND": f"127.0.0.1:{port}",
+        "QCOS_WORKERS": str(workers),
+        "QCOS_MISSING_GRACE": "60",
+    }
+    _run([str(BIN / "qcos"), "db", "upgrade"], env)
+    created = _run([str(BIN / "qcos"), "users", "create", "--email", "e2e@example.org", "--tier", "pro"], env)
+    api_key = re.search(r"api_key: (\S+)", created).group(1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    gunicorn_argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "gateway.wsgi:app"]
+    if preload:
+        gunicorn_argv.insert(1, "--preload")
+    processes = [
+        subprocess.Popen(gunicorn_argv, env=env, cwd=REPO_ROOT, stdout=open(logs / "gunicorn.log", "w"),
+                         stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen([str(BIN / "qcos"), "poller"], env=env, cwd=REPO_ROOT,
+                         stdout=open(logs / "poller.log", "w"), stderr=subprocess.STDOUT, start_new_session=True),
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base_url + "/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or processes[0].poll() is not None:
+                raise AssertionError("gateway did not start:\n" + (logs / "gunicorn.log").read_text())
+            time.sleep(0.2)
+        yield Stack(base_url, api_key, env)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)

@@ -1,0 +1,100 @@
+"""The whole path, as separate processes: HTTP → database → scheduler → runner → poller → HTTP.
+
+Through the embedded default (SQLite, local executor) and through the real
+local Slurm cluster on PostgreSQL, the way it runs in production.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import BELL, CORPUS
+from tests.helpers import TOO_BIG_FOR_MEMORY
+from tests.stack import gateway_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def _assert_bell(status: dict, shots: int) -> None:
+    assert status["status"] == "completed", status
+    counts = status["result"]["counts"]
+    assert set(counts) <= {"00", "11"}
+    assert sum(counts.values()) == shots
+    # 1024 fair coin flips: 512 ± 5 standard deviations (16 each).
+    assert all(abs(counts.get(key, 0) - shots / 2) < 80 for key in ("00", "11"))
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork", "preload"])
+def test_embedded_default_runs_the_bell_circuit(tmp_path, preload):
+    with gateway_stack(tmp_path, database_url=f"sqlite:///{tmp_path / 'qcos.db'}", preload=preload) as stack:
+        job = stack.submit(BELL, 1024)
+        _assert_bell(stack.wait_final(job["job_id"], timeout=90), 1024)
+
+
+@pytest.fixture
+def slurm_stack(tmp_path, slurm_cluster, postgres_url):
+    with gateway_stack(tmp_path, database_url=postgres_url, executor="slurm", preload=True) as stack:
+        yield stack
+
+
+@pytest.mark.slurm
+@pytest.mark.postgres
+class TestThroughSlurm:
+    def test_bell_runs_as_a_slurm_batch_job(self, slurm_stack):
+        job = slurm_stack.submit(BELL, 1024, job_id="bell-e2e-slurm")
+        health = requests.get(slurm_stack.base_url + "/", timeout=5).json()
+        assert health["queue_connected"] is True
+        _assert_bell(slurm_stack.wait_final(job["job_id"]), 1024)
+        # The batch job is in Slurm's accounting under our name.
+        accounting = subprocess.run(
+            ["sacct", "-P", "--noheader", "-X", "--name=qcos-bell-e2e-slurm", "--format=JobName,State",
+             "--starttime=now-1hour"], capture_output=True, text=True, timeout=30,
+        ).stdout
+        assert "qcos-bell-e2e-slurm|COMPLETED" in accounting.splitlines()
+
+    def test_a_circuit_that_fails_in_the_batch_job_ends_failed_with_its_reason(self, slurm_stack):
+        job = slurm_stack.submit(TOO_BIG_FOR_MEMORY, 10)
+        status = slurm_stack.wait_final(job["job_id"])
+        assert status["status"] == "failed" and status["result"] is None
+        assert "memory" in status["error"].lower()
+        response = requests.get(f"{slurm_stack.base_url}/results/{job['job_id']}", headers=slurm_stack.headers(),
+                                timeout=10)
+        assert response.json()["error_code"] == "JOB_FAILED"
+
+    def test_qasmbench_circuits_agree_with_a_direct_aer_run(self, slurm_stack):
+        shots = 4000
+        submitted = {name: slurm_stack.submit(_corpus(name), shots)["job_id"] for name in QASMBENCH_SAMPLE}
+        for name, job_id in submitted.items():
+            status = slurm_stack.wait_final(job_id)
+            assert status["status"] == "completed", (name, status)
+            ours = status["result"]["counts"]
+            assert sum(ours.values()) == shots
+            distance = _total_variation(ours, _direct_aer_counts(_corpus(name), shots))
+            assert distance < 0.08, (name, distance)
+
+
+#: Small QASMBench circuits with different shapes: deterministic outputs
+#: (adder, bit order shows at once), uniform-ish ones, mid-circuit measurement.
+QASMBENCH_SAMPLE = ["adder_n4", "grover_n2", "qft_n4", "teleportation_n3", "wstate_n3", "toffoli_n3"]
+
+
+def _corpus(name: str) -> str:
+    return (Path(CORPUS) / "small" / name / f"{name}.qasm").read_text()
+
+
+def _direct_aer_counts(qasm: str, shots: int) -> dict[str, int]:
+    from qiskit import qasm2, transpile
+    from qiskit_aer import AerSimulator
+
+    circuit = qasm2.loads(qasm, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+    simulator = AerSimulator()
+    return simulator.run(transpile(circuit, simulator), shots=shots, seed_simulator=7).result().get_counts()
+
+
+def _total_variation(a: dict[str, int], b: dict[str, int]) -> float:
+    total_a, total_b = sum(a.values()), sum(b.values())
+    return 0.5 * sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in set(a) | set(b))
