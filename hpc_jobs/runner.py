@@ -1,0 +1,283 @@
+"""Run one job's circuit with Qiskit Aer: ``python -m hpc_jobs.runner <work dir>``.
+
+The sbatch script runs this on a compute node. It reads ``circuit.qasm`` and
+``params.json`` from the work dir (layout in :mod:`hpc_jobs.workdir`) and
+writes exactly one of ``result.json`` or ``error.json``, each atomically.
+
+Exit status: 0 once ``result.json`` is in place; 1 when the job failed
+(``error.json`` holds the reason, which is also printed to stderr); 2 for a
+usage error (no work dir to write into).
+
+``result.json``::
+
+    {
+      "counts": {"00": 517, "11": 507},   # Result.get_counts(): c[0] rightmost,
+                                           # registers separated by spaces
+      "num_qubits": 2, "num_clbits": 2, "shots": 1024, "seed": 7,
+      "execution_time_seconds": 0.0004,    # Aer's time_taken for the experiment
+                                           # (simulation only, no transpile)
+      "wall_time_seconds": 0.05,           # transpile + run, measured here
+      "backend": "aer_simulator",          # or "aer_simulator_custatevec" when
+                                           # Aer ran with cuStateVec on a GPU
+      "device": "CPU",                     # "CPU" or "GPU": where Aer ran
+      "device_name": "AMD EPYC 7763 ...",  # CPU model or GPU name, null if unknown
+      "device_requested": "GPU",           # from params.json, to show fall-backs
+      "method": "stabilizer",              # the method Aer used ("automatic"
+                                           # resolved), from result metadata
+      "precision": "double",
+      "qiskit_version": "2.6.2", "qiskit_aer_version": "0.18.2"
+    }
+
+This module imports neither Flask, SQLAlchemy nor :mod:`gateway`: the
+compute node's container has only Qiskit and Aer.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import qiskit
+import qiskit_aer
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import CONTROL_FLOW_OP_NAMES
+from qiskit.circuit.library import get_standard_gate_name_mapping
+from qiskit_aer import AerSimulator
+
+from hpc_jobs.circuits import CircuitError, load_circuit
+from hpc_jobs.workdir import (
+    CIRCUIT_FILE,
+    ERROR_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    RunParameters,
+    write_json_atomically,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+BACKEND_AER = "aer_simulator"
+BACKEND_CUSTATEVEC = "aer_simulator_custatevec"
+
+_PRECISIONS = ("double", "single")
+
+
+class RunError(Exception):
+    """A job that cannot produce counts; ``str()`` is the reason for the user."""
+
+
+def _read_params(work_dir: Path) -> RunParameters:
+    path = work_dir / PARAMS_FILE
+    try:
+        params = RunParameters.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{PARAMS_FILE} is missing from the work dir") from None
+    except (ValueError, TypeError) as error:
+        raise RunError(f"{PARAMS_FILE} is not valid: {error}") from None
+    if isinstance(params.shots, bool) or not isinstance(params.shots, int) or params.shots < 1:
+        raise RunError(f"{PARAMS_FILE}: shots must be a positive integer, not {params.shots!r}")
+    if isinstance(params.seed, bool) or not isinstance(params.seed, int) or params.seed < 0:
+        raise RunError(f"{PARAMS_FILE}: seed must be a non-negative integer, not {params.seed!r}")
+    if params.precision not in _PRECISIONS:
+        raise RunError(f"{PARAMS_FILE}: precision must be one of {_PRECISIONS}, not {params.precision!r}")
+    return params
+
+
+def _read_circuit(work_dir: Path) -> QuantumCircuit:
+    path = work_dir / CIRCUIT_FILE
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunError(f"{CIRCUIT_FILE} is missing from the work dir") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{CIRCUIT_FILE} is not UTF-8 text") from None
+    try:
+        return load_circuit(source)
+    except CircuitError as error:
+        raise RunError(f"{CIRCUIT_FILE}: {error}") from None
+
+
+def _cpu_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _gpu_name() -> str | None:
+    """First GPU's name from ``nvidia-smi`` (the one Slurm gave us via CUDA_VISIBLE_DEVICES)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return names[0] if names else None
+
+
+def aer_capabilities() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(simulation methods, devices) this Aer build offers, e.g. ``(("automatic", ...), ("CPU",))``.
+
+    A GPU appears only with a GPU build of Aer (``qiskit-aer-gpu``) and a
+    usable CUDA device.
+    """
+    probe = AerSimulator()
+    return tuple(probe.available_methods()), tuple(probe.available_devices())
+
+
+def aer_standard_basis(simulator: AerSimulator) -> list[str]:
+    """The simulator's native instructions that are Qiskit standard gates or control flow.
+
+    Qiskit's transpiler accepts only standard names in ``basis_gates``; Aer's
+    extra names (``mcx``, ``unitary``, ``save_*``) are never produced by
+    :func:`hpc_jobs.circuits.load_circuit` anyway.
+    """
+    standard = get_standard_gate_name_mapping().keys() | CONTROL_FLOW_OP_NAMES
+    return sorted(set(simulator.configuration().basis_gates) & standard)
+
+
+def simulator_options(params: RunParameters, available_devices: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments for :class:`qiskit_aer.AerSimulator` for these params.
+
+    The GPU is used only when ``params.device`` is ``"GPU"`` and Aer lists a
+    GPU in ``available_devices``; cuStateVec only on top of that.
+    """
+    options: dict[str, Any] = {
+        "method": params.method,
+        "precision": params.precision,
+        "seed_simulator": params.seed,
+    }
+    if params.device.upper() == "GPU" and "GPU" in available_devices:
+        options["device"] = "GPU"
+        if params.custatevec:
+            options["cuStateVec_enable"] = True
+    else:
+        options["device"] = "CPU"
+    return options
+
+
+def run_job(work_dir: Path) -> dict[str, Any]:
+    """Simulate the work dir's circuit; the ``result.json`` document.
+
+    Raises :class:`RunError` with a readable reason for anything that stops
+    the job from producing ``shots`` counts.
+    """
+    params = _read_params(work_dir)
+    circuit = _read_circuit(work_dir)
+
+    methods, devices = aer_capabilities()
+    if params.method not in methods:
+        raise RunError(
+            f"unknown simulation method {params.method!r}; Aer offers {', '.join(methods)}"
+        )
+    options = simulator_options(params, devices)
+    try:
+        simulator = AerSimulator(**options)
+    except Exception as error:  # Aer refuses some option combinations at construction
+        raise RunError(f"Aer could not be set up with {options}: {error}") from None
+
+    started = time.perf_counter()
+    try:
+        # Translate to Aer's gate names only. Transpiling against the
+        # simulator as a backend would also apply its target's qubit cap,
+        # which is sized for a state vector in this node's memory (about 30
+        # qubits) even when "automatic" would pick the stabilizer method for
+        # 100. Level 0: the circuit is simulated as submitted; Aer fuses gates.
+        compiled = transpile(
+            circuit,
+            basis_gates=aer_standard_basis(simulator),
+            optimization_level=0,
+            seed_transpiler=params.seed,
+        )
+        result = simulator.run(compiled, shots=params.shots).result()
+    except Exception as error:
+        raise RunError(f"Aer failed: {error}") from None
+    wall_time = time.perf_counter() - started
+
+    experiment = result.results[0] if result.results else None
+    if not result.success or experiment is None or not experiment.success:
+        status = getattr(experiment, "status", None) or result.status
+        raise RunError(f"Aer did not complete the simulation: {status}")
+    try:
+        counts = dict(result.get_counts(0))
+    except Exception as error:
+        raise RunError(f"Aer returned no counts: {error}") from None
+    if not counts or sum(counts.values()) != params.shots:
+        raise RunError(
+            f"Aer returned {sum(counts.values())} samples for {params.shots} shots"
+        )
+
+    metadata = dict(experiment.metadata or {})
+    device = str(metadata.get("device", options["device"])).upper()
+    on_gpu = device == "GPU"
+    # Aer reports whether cuStateVec was in use; trust the request only when
+    # it does not say.
+    custatevec = on_gpu and bool(metadata.get("cuStateVec_enable", options.get("cuStateVec_enable", False)))
+    return {
+        "counts": counts,
+        "num_qubits": circuit.num_qubits,
+        "num_clbits": circuit.num_clbits,
+        "shots": params.shots,
+        "seed": params.seed,
+        "execution_time_seconds": float(experiment.time_taken),
+        "wall_time_seconds": wall_time,
+        "backend": BACKEND_CUSTATEVEC if custatevec else BACKEND_AER,
+        "device": "GPU" if on_gpu else "CPU",
+        "device_name": _gpu_name() if on_gpu else _cpu_name(),
+        "device_requested": params.device,
+        "method": metadata.get("method", params.method),
+        "precision": params.precision,
+        "qiskit_version": qiskit.__version__,
+        "qiskit_aer_version": qiskit_aer.__version__,
+    }
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (see the module docstring)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m hpc_jobs.runner <work dir>", file=sys.stderr)
+        return EXIT_USAGE
+    work_dir = Path(args[0])
+    if not work_dir.is_dir():
+        print(f"runner: {work_dir} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+
+    # A requeued job must not leave the previous attempt's outcome behind.
+    _remove(work_dir / RESULT_FILE)
+    _remove(work_dir / ERROR_FILE)
+    try:
+        document = run_job(work_dir)
+    except RunError as error:
+        reason = str(error)
+    except Exception as error:  # anything unforeseen still ends in error.json
+        reason = f"internal error in the runner: {type(error).__name__}: {error}"
+    else:
+        write_json_atomically(work_dir / RESULT_FILE, document)
+        return EXIT_OK
+
+    print(f"runner: {reason}", file=sys.stderr)
+    write_json_atomically(work_dir / ERROR_FILE, {"error": reason})
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
