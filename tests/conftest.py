@@ -13,6 +13,7 @@ from sqlalchemy import text
 from gateway.config import Settings
 from gateway.migrations import upgrade_database
 from tests.components import POSTGRES_URL, missing
+from tests.slurm_fixtures import *  # noqa: F401,F403 - slurm_cluster fixture
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "qasmbench"
