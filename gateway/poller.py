@@ -33,13 +33,16 @@ _LIVE = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 def run_cycle(runtime: Runtime) -> list[JobUpdate]:
     """One poll cycle; returns the updates it applied (changed or not).
 
+    Only jobs submitted through this poller's executor are polled, so a
+    gateway moved from the local executor to Slurm leaves the old jobs alone.
+
     Raises :class:`ExecutorError` when the scheduler cannot be asked.
     """
     now = utcnow()
     with runtime.db.session() as session:
         rows = session.execute(
             select(Job.id, Job.scheduler_job_id, Job.status, Job.work_dir, Job.shots, Job.submitted_at,
-                   Job.created_at, Job.last_seen_at).where(Job.status.in_(_LIVE))
+                   Job.created_at, Job.last_seen_at).where(Job.status.in_(_LIVE), Job.executor == runtime.executor.name)
         ).all()
     live, unsubmitted = [], []
     for row in rows:

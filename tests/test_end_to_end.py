@@ -7,6 +7,7 @@ local Slurm cluster on PostgreSQL, the way it runs in production.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,18 @@ class TestThroughSlurm:
         health = requests.get(slurm_stack.base_url + "/", timeout=5).json()
         assert health["queue_connected"] is True
         _assert_bell(slurm_stack.wait_final(job["job_id"]), 1024)
-        # The batch job is in Slurm's accounting under our name.
-        accounting = subprocess.run(
-            ["sacct", "-P", "--noheader", "-X", "--name=qcos-bell-e2e-slurm", "--format=JobName,State",
-             "--starttime=now-1hour"], capture_output=True, text=True, timeout=30,
-        ).stdout
-        assert "qcos-bell-e2e-slurm|COMPLETED" in accounting.splitlines()
+        # The batch job is in Slurm's accounting under our name (slurmdbd
+        # may take a few seconds to index a just-finished job by time window).
+        deadline = time.monotonic() + 30
+        while True:
+            accounting = subprocess.run(
+                ["sacct", "-P", "--noheader", "-X", "--name=qcos-bell-e2e-slurm", "--format=JobName,State",
+                 "--starttime=now-1hour"], capture_output=True, text=True, timeout=30,
+            ).stdout.splitlines()
+            if "qcos-bell-e2e-slurm|COMPLETED" in accounting or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert "qcos-bell-e2e-slurm|COMPLETED" in accounting
 
     def test_a_circuit_that_fails_in_the_batch_job_ends_failed_with_its_reason(self, slurm_stack):
         job = slurm_stack.submit(TOO_BIG_FOR_MEMORY, 10)
