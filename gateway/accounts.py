@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import ApiKey, User, utcnow
-from gateway.tiers import DEFAULT_TIERS
+from gateway.tiers import Tier
 
 KEY_PREFIX = "qcos_"
 
@@ -47,13 +47,13 @@ class AccountError(ValueError):
     """A user cannot be created as asked (unknown tier, email taken)."""
 
 
-def create_user(session: Session, *, email: str, tier: str) -> CreatedUser:
+def create_user(session: Session, *, email: str, tier: str, tiers: dict[str, Tier]) -> CreatedUser:
     """Create a user with one API key inside the caller's transaction.
 
     Raises :class:`AccountError` for an unknown tier or an email already in use.
     """
-    if tier not in DEFAULT_TIERS:
-        raise AccountError(f"unknown tier {tier!r}; known: {', '.join(DEFAULT_TIERS)}")
+    if tier not in tiers:
+        raise AccountError(f"unknown tier {tier!r}; known: {', '.join(tiers)}")
     email = email.strip()
     if "@" not in email or len(email) > 320:
         raise AccountError(f"not an email address: {email!r}")
@@ -85,3 +85,48 @@ def user_for_key(session: Session, key: str) -> User | None:
     if not hmac.compare_digest(api_key.key_hash, digest) or api_key.revoked_at is not None or not user.is_active:
         return None
     return user
+
+
+def find_user(session: Session, who: str) -> User:
+    """A user by ``user_id`` or email. Raises :class:`AccountError` if there is none."""
+    user = session.scalar(select(User).where((User.id == who) | (User.email == who)))
+    if user is None:
+        raise AccountError(f"no user {who!r}")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    """All users, oldest first."""
+    return list(session.scalars(select(User).order_by(User.created_at, User.id)))
+
+
+def set_tier(session: Session, who: str, tier: str, tiers: dict[str, Tier]) -> User:
+    """Move a user to another tier (takes effect on their next request)."""
+    if tier not in tiers:
+        raise AccountError(f"unknown tier {tier!r}; known: {', '.join(tiers)}")
+    user = find_user(session, who)
+    user.tier = tier
+    return user
+
+
+def set_active(session: Session, who: str, active: bool) -> User:
+    """Disable (every key answers AUTH_INVALID at once) or re-enable a user."""
+    user = find_user(session, who)
+    user.is_active = active
+    return user
+
+
+def list_keys(session: Session, who: str) -> list[ApiKey]:
+    """A user's keys (revoked ones included), oldest first; secrets are not stored."""
+    user = find_user(session, who)
+    return list(session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    """Revoke key ``key_id``; it is refused from the next request on. Idempotent."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise AccountError(f"no API key with id {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key

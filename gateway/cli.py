@@ -1,8 +1,12 @@
-"""The ``qcos`` command: database, users and the poller.
+"""The ``qcos`` command: database, users, API keys and the poller.
 
     qcos db upgrade
-    qcos users create --email EMAIL --tier free|pro|enterprise
+    qcos users create --email EMAIL [--tier free|pro|enterprise]
+    qcos users list
+    qcos users set-tier USER TIER          (USER: user_id or email)
+    qcos users disable USER | enable USER
     qcos users ensure-demo
+    qcos keys issue USER | list USER | revoke KEY_ID
     qcos poller [--once]
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -26,6 +31,36 @@ def _settings() -> Settings:
 def _prepare_state(settings: Settings) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.work_root.mkdir(parents=True, exist_ok=True)
+
+
+def _tiers(settings: Settings):
+    from gateway.tiers import TierConfigError, load_tiers
+
+    try:
+        return load_tiers(settings.tiers_file)
+    except TierConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _transaction():
+    """A database transaction; account errors become clean CLI errors."""
+    from gateway.accounts import AccountError
+    from gateway.db import Database
+
+    database = Database(_settings().database_url)
+    try:
+        with database.transaction() as session:
+            yield session
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        database.dispose()
+
+
+def _describe(user) -> str:
+    state = "active" if user.is_active else "disabled"
+    return f"{user.id}  {user.email}  tier={user.tier}  {state}  created={user.created_at:%Y-%m-%d}"
 
 
 @click.group()
@@ -59,17 +94,55 @@ def users() -> None:
 @click.option("--tier", default="free", show_default=True)
 def users_create(email: str, tier: str) -> None:
     """Create a user and print their API key (shown only this once)."""
-    from gateway.accounts import AccountError, create_user
-    from gateway.db import Database
+    from gateway.accounts import create_user
 
-    database = Database(_settings().database_url)
-    try:
-        with database.transaction() as session:
-            created = create_user(session, email=email, tier=tier)
-    except AccountError as exc:
-        raise click.ClickException(str(exc)) from None
+    tiers = _tiers(_settings())
+    with _transaction() as session:
+        created = create_user(session, email=email, tier=tier, tiers=tiers)
     click.echo(f"user_id: {created.user_id}\nemail:   {created.email}\ntier:    {created.tier}")
     click.echo(f"api_key: {created.api_key}\n(store it now: it is not shown again)")
+
+
+@users.command("list")
+def users_list() -> None:
+    """All users, oldest first."""
+    from gateway.accounts import list_users
+
+    with _transaction() as session:
+        for user in list_users(session):
+            click.echo(_describe(user))
+
+
+@users.command("set-tier")
+@click.argument("user")
+@click.argument("tier")
+def users_set_tier(user: str, tier: str) -> None:
+    """Move USER (user_id or email) to TIER."""
+    from gateway.accounts import set_tier
+
+    tiers = _tiers(_settings())
+    with _transaction() as session:
+        click.echo(_describe(set_tier(session, user, tier, tiers)))
+
+
+@users.command("disable")
+@click.argument("user")
+def users_disable(user: str) -> None:
+    """Disable USER: all their keys are refused from the next request on."""
+    from gateway.accounts import set_active
+
+    with _transaction() as session:
+        click.echo(_describe(set_active(session, user, False)))
+
+
+@users.command("enable")
+@click.argument("user")
+def users_enable(user: str) -> None:
+    """Re-enable a disabled USER."""
+    from gateway.accounts import set_active
+
+    with _transaction() as session:
+        click.echo(_describe(set_active(session, user, True)))
 
 
 @users.command("ensure-demo")
@@ -80,19 +153,57 @@ def users_ensure_demo(email: str, tier: str) -> None:
     from sqlalchemy import func, select
 
     from gateway.accounts import create_user
-    from gateway.db import Database
     from gateway.models import User
 
-    database = Database(_settings().database_url)
-    with database.transaction() as session:
+    tiers = _tiers(_settings())
+    with _transaction() as session:
         if session.scalar(select(func.count()).select_from(User)):
             click.echo("users exist already; no demo user created (qcos users create makes more)")
             return
-        created = create_user(session, email=email, tier=tier)
+        created = create_user(session, email=email, tier=tier, tiers=tiers)
     click.echo("")
     click.echo(f"  Demo user {created.email} ({created.tier} tier) created. Its API key, shown only now:")
     click.echo(f"  export QCOS_API_KEY={created.api_key}")
     click.echo("")
+
+
+@main.group()
+def keys() -> None:
+    """API keys (a user may hold several)."""
+
+
+@keys.command("issue")
+@click.argument("user")
+def keys_issue(user: str) -> None:
+    """Issue another key for USER; printed once."""
+    from gateway.accounts import find_user, issue_key
+
+    with _transaction() as session:
+        key = issue_key(session, find_user(session, user))
+    click.echo(f"api_key: {key}\n(store it now: it is not shown again)")
+
+
+@keys.command("list")
+@click.argument("user")
+def keys_list(user: str) -> None:
+    """USER's keys: id, prefix, created, revoked (never the secret)."""
+    from gateway.accounts import list_keys
+
+    with _transaction() as session:
+        for key in list_keys(session, user):
+            revoked = f"revoked={key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
+            click.echo(f"{key.id}  {key.prefix}…  created={key.created_at:%Y-%m-%dT%H:%M:%SZ}  {revoked}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke key KEY_ID (see `qcos keys list`); refused from the next request on."""
+    from gateway.accounts import revoke_key
+
+    with _transaction() as session:
+        key = revoke_key(session, key_id)
+        click.echo(f"key {key.id} ({key.prefix}…) revoked")
 
 
 @main.command("poller")

@@ -21,6 +21,8 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_QUEUE_CHECK_TTL``        seconds ``queue_connected`` is cached (10)
 ``QCOS_MAX_BODY_BYTES``         largest request body accepted (2 MiB)
 ``QCOS_LOG_LEVEL``              ``INFO`` by default
+``QCOS_TIERS_FILE``             tiers, quotas and rate limits (default
+                                ``deploy/tiers.toml``)
 =============================== ============================================
 """
 
@@ -72,6 +74,7 @@ class Settings:
     queue_check_ttl_seconds: float = 10.0
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
+    tiers_file: Path = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
 
     @property
     def local_registry(self) -> Path:
@@ -99,4 +102,5 @@ class Settings:
             queue_check_ttl_seconds=_number(env, "QCOS_QUEUE_CHECK_TTL", 10.0),
             max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
             log_level=(env.get("QCOS_LOG_LEVEL") or "INFO").upper(),
+            **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

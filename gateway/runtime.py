@@ -15,6 +15,7 @@ from hpc_jobs.profiles import ClusterProfile, load_profile
 
 from gateway.config import Settings
 from gateway.db import Database
+from gateway.tiers import Tier, load_tiers
 
 
 def build_executor(settings: Settings) -> Executor:
@@ -60,10 +61,12 @@ class Runtime:
     profile: ClusterProfile
     executor: Executor
     queue_check: QueueCheck
+    tiers: dict[str, Tier]
 
     @classmethod
     def from_settings(cls, settings: Settings, *, executor: Executor | None = None) -> "Runtime":
-        """Raises :class:`hpc_jobs.profiles.ProfileError` for a bad cluster profile."""
+        """Raises :class:`hpc_jobs.profiles.ProfileError` for a bad cluster profile and
+        :class:`gateway.tiers.TierConfigError` for a bad tiers file."""
         executor = executor or build_executor(settings)
         return cls(
             settings=settings,
@@ -71,4 +74,5 @@ class Runtime:
             profile=load_profile(settings.cluster_profile),
             executor=executor,
             queue_check=QueueCheck(executor, settings.queue_check_ttl_seconds),
+            tiers=load_tiers(settings.tiers_file),
         )

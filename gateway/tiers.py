@@ -1,31 +1,80 @@
-"""Service tiers and their limits, as the API reference's ``GET /pricing`` lists them.
+"""Service tiers: prices, quotas and rate limits, read from a TOML file.
 
-``daily_job_limit = -1`` means unlimited. ``price_monthly = None`` means
-"on request". These values are the defaults; enforcing them is the quota
-layer's job.
+The file (``deploy/tiers.toml`` unless ``QCOS_TIERS_FILE`` names another)
+holds the API reference's tiers (free, pro, enterprise) and their limits, so
+a site changes prices and limits without code changes. ``-1`` means
+unlimited; a missing ``price_monthly`` means "on request" (``null``).
 """
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TIERS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
+UNLIMITED = -1
+
+
+class TierConfigError(ValueError):
+    """The tiers file is missing, malformed or holds an impossible value."""
 
 
 @dataclass(frozen=True)
 class Tier:
-    """One tier: name, monthly price (USD, None = on request), and its limits."""
+    """One tier. Limits are per job (qubits, shots), per UTC day (jobs) and
+    per API key (requests per minute and per day); ``-1`` is unlimited."""
 
     name: str
     price_monthly: int | None
     daily_job_limit: int
     max_qubits: int
     max_shots: int
+    requests_per_minute: int
+    requests_per_day: int
+
+    def pricing(self) -> dict:
+        """The tier as ``GET /pricing`` lists it."""
+        return {
+            "name": self.name,
+            "price_monthly": self.price_monthly,
+            "daily_job_limit": self.daily_job_limit,
+            "max_qubits": self.max_qubits,
+            "max_shots": self.max_shots,
+        }
 
 
-DEFAULT_TIERS: dict[str, Tier] = {
-    tier.name: tier
-    for tier in (
-        Tier("free", 0, 10, 20, 10_000),
-        Tier("pro", 49, 100, 50, 100_000),
-        Tier("enterprise", None, -1, 100, 1_000_000),
-    )
-}
+def load_tiers(path: Path = DEFAULT_TIERS_FILE) -> dict[str, Tier]:
+    """Tiers by name, in file order. Raises :class:`TierConfigError`."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TierConfigError(f"tiers file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TierConfigError(f"tiers file {path} is not valid TOML: {exc}") from None
+    tiers: dict[str, Tier] = {}
+    for entry in data.get("tier", []):
+        try:
+            tier = Tier(
+                name=str(entry["name"]),
+                price_monthly=entry.get("price_monthly"),
+                daily_job_limit=int(entry["daily_job_limit"]),
+                max_qubits=int(entry["max_qubits"]),
+                max_shots=int(entry["max_shots"]),
+                requests_per_minute=int(entry.get("requests_per_minute", UNLIMITED)),
+                requests_per_day=int(entry.get("requests_per_day", UNLIMITED)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TierConfigError(f"tiers file {path}: bad tier entry {entry!r}: {exc}") from None
+        for field_name in ("daily_job_limit", "requests_per_minute", "requests_per_day"):
+            value = getattr(tier, field_name)
+            if value < UNLIMITED or value == 0:
+                raise TierConfigError(f"tier {tier.name}: {field_name} must be positive or -1")
+        if tier.max_qubits < 1 or tier.max_shots < 1:
+            raise TierConfigError(f"tier {tier.name}: max_qubits and max_shots must be at least 1")
+        if tier.name in tiers:
+            raise TierConfigError(f"tier {tier.name} is defined twice")
+        tiers[tier.name] = tier
+    if not tiers:
+        raise TierConfigError(f"tiers file {path} defines no [[tier]]")
+    return tiers

@@ -71,7 +71,7 @@ def bench_status_requests(tmp: Path) -> None:
     app = _gateway(tmp / "status")
     runtime = app.extensions["qcos"]
     with runtime.db.transaction() as session:
-        created = create_user(session, email="bench@example.org", tier="pro")
+        created = create_user(session, email="bench@example.org", tier="pro", tiers=runtime.tiers)
     _seed_jobs(runtime, created.user_id, 1, ["local-00000000"])
     client = app.test_client()
     headers = {"X-API-Key": created.api_key}
@@ -98,7 +98,7 @@ def bench_poll_cycle(tmp: Path, jobs: int) -> None:
     app = _gateway(tmp / "poll")
     runtime = app.extensions["qcos"]
     with runtime.db.transaction() as session:
-        user_id = create_user(session, email="poll@example.org", tier="pro").user_id
+        user_id = create_user(session, email="poll@example.org", tier="pro", tiers=runtime.tiers).user_id
     _seed_jobs(runtime, user_id, jobs, [f"local-{i:08x}" for i in range(jobs)])
     timings = []
     for _ in range(5):

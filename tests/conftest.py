@@ -86,7 +86,8 @@ def make_user(runtime, *, email=None, tier="pro"):
     from gateway.accounts import create_user
 
     with runtime.db.transaction() as session:
-        created = create_user(session, email=email or f"{secrets.token_hex(4)}@example.org", tier=tier)
+        created = create_user(session, email=email or f"{secrets.token_hex(4)}@example.org", tier=tier,
+                              tiers=runtime.tiers)
     return created.user_id, created.api_key
 
 
