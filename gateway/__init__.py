@@ -21,7 +21,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     one), plus any Flask setting; without it everything comes from the
     environment (:meth:`Settings.from_env`). Opens no connection.
     """
-    from gateway.api import health, jobs
+    from gateway.api import account, health, jobs
     from gateway.config import Settings
     from gateway.errors import register_error_handlers
     from gateway.runtime import Runtime
@@ -47,4 +47,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jobs.blueprint)
+    app.register_blueprint(account.blueprint)
     return app

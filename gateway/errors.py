@@ -64,6 +64,22 @@ class AuthInvalid(ApiError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="qcos", error="invalid_token"'})
 
 
+class QuotaExceeded(ApiError):
+    """A job asks for more than the caller's tier allows (qubits, shots): 403."""
+
+    status_code = 403
+    error_code = "QUOTA_EXCEEDED"
+
+
+class DailyQuotaExceeded(QuotaExceeded):
+    """The tier's daily job limit is used up: 429, with Retry-After until the next UTC midnight."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class JobNotFound(ApiError):
     status_code = 404
     error_code = "JOB_NOT_FOUND"

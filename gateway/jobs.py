@@ -2,11 +2,15 @@
 
 Submission order, so a failure anywhere leaves nothing half-written:
 
-1. validate the circuit (nothing stored yet; a bad circuit is a 400);
-2. insert the job row (this claims the job_id; a concurrent duplicate loses
-   on the primary key and is answered idempotently or with a 409);
+1. validate the circuit (nothing stored yet; a bad circuit is a 400) and
+   check it against the caller's tier (qubits, shots: 403 QUOTA_EXCEEDED);
+2. in one transaction, count the job against the daily limit (429
+   QUOTA_EXCEEDED, see :mod:`gateway.quotas`) and insert the job row (this
+   claims the job_id; a concurrent duplicate loses on the primary key and is
+   answered idempotently or with a 409);
 3. write the work dir and call sbatch;
-4. on a scheduler error, delete the row and the work dir and answer 503;
+4. on a scheduler error, delete the row and the work dir, give the daily
+   job back and answer 503;
    otherwise record the Slurm job id.
 
 A crash between 2 and 4 leaves a row without a Slurm job id; the poller
@@ -36,6 +40,7 @@ from hpc_jobs.workdir import RunParameters
 
 from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
 from gateway.models import Job, User, utcnow
+from gateway.quotas import check_job_size, release_daily_job, reserve_daily_job, tier_of, utc_day
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
 
@@ -59,16 +64,25 @@ class Submission:
 def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
     """Validate, store and submit one circuit. See the module docstring for the order.
 
-    Raises :class:`CircuitInvalid` (400), :class:`JobIdConflict` (409) or
+    Raises :class:`CircuitInvalid` (400), :class:`QuotaExceeded` (403, or
+    429 for the daily limit), :class:`JobIdConflict` (409) or
     :class:`ServiceUnavailable` (503, nothing kept).
     """
+    fingerprint = request_fingerprint(request)
+    if request.job_id is not None:
+        # A retry of a job that exists answers at once, even at the daily limit.
+        with runtime.db.session() as session:
+            existing = session.get(Job, request.job_id)
+        if existing is not None:
+            return Submission(_existing_for_retry(runtime, user, request.job_id, fingerprint), created=False)
     try:
         circuit = load_circuit(request.qasm)
     except CircuitError as exc:
         raise CircuitInvalid(f"Invalid circuit: {exc}") from None
     summary = summarize(circuit)
+    tier = tier_of(runtime.tiers, user.tier)
+    check_job_size(tier, num_qubits=summary.num_qubits, shots=request.shots)
     job_id = request.job_id or str(uuid.uuid4())
-    fingerprint = request_fingerprint(request)
     settings, profile = runtime.settings, runtime.profile
     work_dir = work_dir_for(settings.work_root, job_id)
     estimate = estimate_runtime_seconds(
@@ -82,6 +96,7 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
     )
     try:
         with runtime.db.transaction() as session:
+            reserve_daily_job(session, user_id=user.id, tier=tier, now=job.created_at)
             session.add(job)
     except IntegrityError:
         return Submission(_existing_for_retry(runtime, user, job_id, fingerprint), created=False)
@@ -99,6 +114,7 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
         remove_work_dir(work_dir)
         with runtime.db.transaction() as session:
             session.execute(delete(Job).where(Job.id == job_id))
+            release_daily_job(session, user_id=user.id, day=utc_day(job.created_at))
         raise ServiceUnavailable("The scheduler did not accept the job; nothing was stored. Retry later.") from None
 
     now = utcnow()

@@ -84,6 +84,8 @@ def _apply(runtime: Runtime, change: JobUpdate, now) -> None:
         if change.status.is_final:
             values["completed_at"] = now
             values["result"] = change.result
+            if change.result is not None:
+                values["execution_time_seconds"] = _float_or_none(change.result.get("execution_time_seconds"))
             values["error"] = change.error
             log.info("job %s %s%s", change.job_id, change.status.value,
                      f": {change.error}" if change.error else "")
@@ -93,6 +95,10 @@ def _apply(runtime: Runtime, change: JobUpdate, now) -> None:
         session.execute(
             update(Job).where(Job.id == change.job_id, Job.status == change.old_status.value).values(**values)
         )
+
+
+def _float_or_none(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def run_forever(runtime: Runtime, *, stop: threading.Event | None = None) -> None:

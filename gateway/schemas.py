@@ -86,3 +86,40 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TierInfo(BaseModel):
+    name: str
+    price_monthly: int | None
+    daily_job_limit: int
+    max_qubits: int
+    max_shots: int
+
+
+class PricingResponse(BaseModel):
+    tiers: list[TierInfo]
+
+
+class UserResponse(BaseModel):
+    user_id: str
+    email: str
+    tier: str
+    daily_job_limit: int
+    max_qubits: int
+    max_shots: int
+    jobs_today: int
+    jobs_total: int
+
+
+class DailyUsageEntry(BaseModel):
+    date: str
+    jobs: int
+
+
+class UsageResponse(BaseModel):
+    user_id: str
+    period: str
+    jobs_executed: int
+    total_shots: int
+    total_qubits_hours: float
+    daily_usage: list[DailyUsageEntry]

@@ -13,11 +13,9 @@ Prints one line per measurement. What is measured:
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "qasmbench" / "small"

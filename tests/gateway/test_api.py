@@ -7,7 +7,6 @@ real local executor running real batch scripts.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 
