@@ -3,13 +3,27 @@
 Threads, not only processes: ``GET /results?wait=true`` holds a request up
 to ``QCOS_RESULTS_MAX_WAIT`` seconds while sleeping, and must not take a
 whole worker with it. Override any value with ``GUNICORN_CMD_ARGS``.
+
+Rate-limit counters must be shared by every worker process. With the
+embedded default storage (``QCOS_RATELIMIT_STORAGE_URI=memory://``) each
+process would count on its own, multiplying every limit by the number of
+workers, so gunicorn then runs exactly one worker process (with
+``QCOS_THREADS`` threads), whatever ``QCOS_WORKERS``, ``--workers`` or
+``TTIN`` ask for, and logs so at start. With ``redis://`` storage it runs
+``QCOS_WORKERS`` workers.
 """
 
 import multiprocessing
 import os
 
+from gateway.config import Settings
+
+_settings = Settings.from_env()
+# Counters in process memory: only one process may count (see the docstring).
+_single_process = _settings.ratelimit_enabled and _settings.ratelimit_storage_is_process_local
+
 bind = os.environ.get("QCOS_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("QCOS_WORKERS", min(4, multiprocessing.cpu_count())))
+workers = 1 if _single_process else int(os.environ.get("QCOS_WORKERS", min(4, multiprocessing.cpu_count())))
 worker_class = "gthread"
 threads = int(os.environ.get("QCOS_THREADS", 8))
 timeout = 60
@@ -19,11 +33,30 @@ errorlog = "-"
 
 
 def on_starting(server):
-    """Migrate the schema once, in the master, before any worker starts."""
-    from gateway.config import Settings
+    """Migrate the schema once, in the master, before any worker starts;
+    log the rate-limit storage and the number of worker processes."""
     from gateway.migrations import upgrade_database
 
-    settings = Settings.from_env()
+    settings = _settings
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.work_root.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
+    # The scheme only: a Redis URI may hold a password.
+    storage = settings.ratelimit_storage_uri.partition(":")[0] + "://"
+    if not settings.ratelimit_enabled:
+        server.log.info("rate limits: disabled; %d worker processes", server.num_workers)
+    elif _single_process:
+        server.num_workers = 1
+        server.log.info("rate limits: storage %s counts per process, so 1 worker process with %d threads "
+                        "(QCOS_RATELIMIT_STORAGE_URI=redis://... allows more)", storage, server.cfg.threads)
+    else:
+        server.log.info("rate limits: storage %s shared by %d worker processes", storage, server.num_workers)
+
+
+def nworkers_changed(server, new_value, old_value):
+    """Keep one worker process with process-local rate-limit counters
+    (``--workers``, ``TTIN`` would ask for more)."""
+    if _single_process and new_value > 1:
+        server.log.warning("rate limits: %d workers asked for, but counters are in process memory; "
+                           "running 1 worker process", new_value)
+        server.num_workers = 1

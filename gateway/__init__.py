@@ -21,6 +21,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     one), plus any Flask setting; without it everything comes from the
     environment (:meth:`Settings.from_env`). Opens no connection.
     """
+    from gateway import openapi
     from gateway.api import account, health, jobs
     from gateway.config import Settings
     from gateway.errors import register_error_handlers
@@ -44,8 +45,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         log.info("%s %s %s %s", g.get("request_id", "-"), request.method, request.path, response.status_code)
         return response
 
+    # The API key is looked up before the rate limiter runs: its key and limit depend on the caller.
+    from gateway import ratelimit
+    from gateway.auth import authenticate_request
+
+    app.before_request(authenticate_request)
+    ratelimit.init_app(app)
+
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jobs.blueprint)
     app.register_blueprint(account.blueprint)
+    app.register_blueprint(openapi.docs)
     return app

@@ -1,4 +1,20 @@
-"""Request authentication: the API key from ``X-API-Key`` or ``Authorization: Bearer``."""
+"""Request authentication: the API key from ``X-API-Key`` or ``Authorization: Bearer``.
+
+The key is looked up once per request, by :func:`authenticate_request`, a
+``before_request`` hook that runs before the rate limiter's (the limiter's key
+and limit depend on who the caller is). Views declare that they need a key
+with :func:`require_api_key`, which answers 401 when the lookup found none.
+
+After the hook, for a view that requires a key:
+
+- ``g.user``: the :class:`gateway.models.User`, or ``None``;
+- ``g.api_key_hash``: SHA-256 hex digest of the presented key (as stored in
+  ``api_keys.key_hash``) when it is valid, else ``None``; the raw key is
+  never kept, logged or used as a storage key;
+- ``g.auth_error``: the :class:`ApiError` to answer when there is no user.
+
+For views that need no key nothing is looked up and ``g.user`` is ``None``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +23,14 @@ from typing import Callable, TypeVar
 
 from flask import current_app, g, request
 
-from gateway.accounts import user_for_key
+from gateway.accounts import hash_api_key, user_for_key
 from gateway.errors import AuthInvalid, AuthRequired
 
 F = TypeVar("F", bound=Callable)
+
+# Set on views wrapped by require_api_key; functools.wraps copies it to outer decorators.
+_REQUIRES_KEY = "qcos_requires_api_key"
+_MAX_KEY_LENGTH = 256
 
 
 def api_key_from_request() -> str | None:
@@ -25,8 +45,48 @@ def api_key_from_request() -> str | None:
     return None
 
 
+def view_requires_api_key(endpoint: str | None) -> bool:
+    """Whether the view of ``endpoint`` (``request.endpoint``) is wrapped by :func:`require_api_key`."""
+    view = current_app.view_functions.get(endpoint or "")
+    return bool(view is not None and getattr(view, _REQUIRES_KEY, False))
+
+
+def authenticate() -> None:
+    """Look the presented key up (one indexed query) and fill ``g.user``,
+    ``g.api_key_hash`` and ``g.auth_error``. Database errors propagate (503)."""
+    g.user = None
+    g.api_key_hash = None
+    g.auth_error = None
+    key = api_key_from_request()
+    if key is None:
+        g.auth_error = AuthRequired()
+    elif len(key) > _MAX_KEY_LENGTH:
+        g.auth_error = AuthInvalid()
+    else:
+        with current_app.extensions["qcos"].db.session() as session:
+            user = user_for_key(session, key)
+        if user is None:
+            g.auth_error = AuthInvalid()
+        else:
+            g.user = user
+            g.api_key_hash = hash_api_key(key)
+    g.qcos_authenticated = True
+
+
+def authenticate_request() -> None:
+    """``before_request`` hook: authenticate when the routed view requires a key.
+
+    Never answers 401 itself: an unauthenticated request must still pass the
+    rate limiter (limited by address) before the view refuses it.
+    """
+    g.user = None
+    g.api_key_hash = None
+    if view_requires_api_key(request.endpoint):
+        authenticate()
+
+
 def require_api_key(view: F) -> F:
-    """Decorator: authenticate the caller into ``g.user`` or answer 401.
+    """Decorator: the view needs an authenticated caller in ``g.user``.
 
     Raises :class:`AuthRequired` without a key, :class:`AuthInvalid` for an
     unknown, revoked or disabled key. The key itself is never logged.
@@ -34,16 +94,13 @@ def require_api_key(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        key = api_key_from_request()
-        if key is None:
-            raise AuthRequired()
-        if len(key) > 256:
-            raise AuthInvalid()
-        with current_app.extensions["qcos"].db.session() as session:
-            user = user_for_key(session, key)
-        if user is None:
-            raise AuthInvalid()
-        g.user = user
+        # Normally the before_request hook already looked the key up; an app
+        # built without the hook still authenticates here.
+        if not g.get("qcos_authenticated"):
+            authenticate()
+        if g.user is None:
+            raise g.auth_error
         return view(*args, **kwargs)
 
+    setattr(wrapper, _REQUIRES_KEY, True)
     return wrapper  # type: ignore[return-value]

@@ -23,6 +23,23 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_LOG_LEVEL``              ``INFO`` by default
 ``QCOS_TIERS_FILE``             tiers, quotas and rate limits (default
                                 ``deploy/tiers.toml``)
+``QCOS_RATELIMIT_ENABLED``      ``true`` (default) or ``false``: per-key and
+                                per-address request rate limits
+``QCOS_RATELIMIT_STORAGE_URI``  where request counters live, a ``limits``
+                                storage URI: ``memory://`` (default; one
+                                process only, so gunicorn then runs one
+                                worker) or ``redis://host:6379/0`` (shared by
+                                all workers and hosts)
+``QCOS_RATELIMIT_KEY_PREFIX``   prefix of every counter's storage key, so
+                                several gateways can share one Redis (default
+                                ``qcos``)
+``QCOS_ANON_RATE_LIMIT``        limit per client address for requests without
+                                a valid API key, in ``limits`` notation, e.g.
+                                ``60/minute`` (default) or ``5/second;100/hour``
+``QCOS_TRUSTED_PROXIES``        number of reverse proxies in front of the
+                                gateway whose ``X-Forwarded-For`` is trusted
+                                for the client address (default 0: use the
+                                TCP peer address, ignore the header)
 =============================== ============================================
 """
 
@@ -51,6 +68,36 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, not {env.get(name)!r}")
+    return int(value)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    raw = (env.get(name) or "").strip() or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate limit such as '60/minute' or '5/second;100/hour', "
+                          f"not {raw!r}") from None
+    return raw
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -75,6 +122,17 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
     tiers_file: Path = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
+    ratelimit_enabled: bool = True
+    ratelimit_storage_uri: str = "memory://"
+    ratelimit_key_prefix: str = "qcos"
+    anon_rate_limit: str = "60/minute"
+    trusted_proxies: int = 0
+
+    @property
+    def ratelimit_storage_is_process_local(self) -> bool:
+        """Whether rate-limit counters live in this process only (``memory://``):
+        then several worker processes would each count separately."""
+        return self.ratelimit_storage_uri.partition(":")[0] == "memory"
 
     @property
     def local_registry(self) -> Path:
@@ -102,5 +160,10 @@ class Settings:
             queue_check_ttl_seconds=_number(env, "QCOS_QUEUE_CHECK_TTL", 10.0),
             max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
             log_level=(env.get("QCOS_LOG_LEVEL") or "INFO").upper(),
+            ratelimit_enabled=_flag(env, "QCOS_RATELIMIT_ENABLED", True),
+            ratelimit_storage_uri=(env.get("QCOS_RATELIMIT_STORAGE_URI") or "memory://").strip(),
+            ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
+            anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
+            trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

@@ -80,6 +80,13 @@ class DailyQuotaExceeded(QuotaExceeded):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class UnsupportedMediaType(ApiError):
+    """The body is not sent as JSON."""
+
+    status_code = 415
+    error_code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 class JobNotFound(ApiError):
     status_code = 404
     error_code = "JOB_NOT_FOUND"
@@ -118,6 +125,9 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    # Flask-Limiter's RateLimitExceeded is a werkzeug TooManyRequests; its
+    # Retry-After and X-RateLimit-* headers are added by gateway.ratelimit.
+    429: "RATE_LIMITED",
 }
 
 
@@ -146,6 +156,8 @@ def register_error_handlers(app: Flask) -> None:
             detail = "No such endpoint"
         elif code == 405:
             detail = "Method not allowed on this endpoint"
+        elif code == 429:
+            detail = f"Rate limit of {exc.description} exceeded; retry after the seconds in Retry-After"
         return error_response(code, _HTTP_CODES.get(code, "HTTP_ERROR"), detail, headers)
 
     @app.errorhandler(Exception)

@@ -7,9 +7,9 @@ ISO 8601 UTC with a ``Z`` suffix, to the second.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
 
 #: Custom job ids: 1–64 characters, letters, digits, ``_``, ``-``, ``.``,
 #: starting with a letter or digit. They become a folder name and part of
@@ -63,16 +63,28 @@ class StatusResponse(BaseModel):
     completed_at: str | None
 
 
+class ResultCounts(BaseModel):
+    counts: dict[str, int]
+
+
 class ResultsCompleted(BaseModel):
+    """``GET /results`` of a completed job: only the counts (the rest is in ``/status``)."""
+
     job_id: str
     status: Literal["completed"]
-    result: dict[str, Any]
+    result: ResultCounts
 
 
 class ResultsPending(BaseModel):
+    """``GET /results`` of a queued or processing job, the reference's pending shape."""
+
     job_id: str
     status: Literal["pending"]
     message: str
+
+
+class ResultsResponse(RootModel[ResultsCompleted | ResultsPending]):
+    """Either shape of ``GET /results``."""
 
 
 class HealthResponse(BaseModel):
@@ -123,3 +135,29 @@ class UsageResponse(BaseModel):
     total_shots: int
     total_qubits_hours: float
     daily_usage: list[DailyUsageEntry]
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a readable ``detail``, a stable ``error_code`` and the ``request_id``."""
+
+    detail: str
+    error_code: str
+    request_id: str
+
+
+class ResultsQuery(BaseModel):
+    """``GET /results/{job_id}`` query: ``wait`` for completion up to ``timeout`` seconds
+    (capped server-side by ``QCOS_RESULTS_MAX_WAIT``)."""
+
+    wait: bool = False
+    timeout: int = Field(default=30, ge=0)
+
+
+#: A UTC calendar month, ``YYYY-MM``, from 1970-01.
+PERIOD_REGEX = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
+
+
+class UsageQuery(BaseModel):
+    """``GET /user/usage`` query: ``period`` is a UTC month, ``YYYY-MM`` (default: the current month)."""
+
+    period: str | None = Field(default=None, pattern=PERIOD_REGEX)

@@ -46,7 +46,7 @@ def _gateway(tmp: Path):
     from gateway.migrations import upgrade_database
 
     settings = Settings.from_env({"QCOS_STATE_DIR": str(tmp), "QCOS_DATABASE_URL": f"sqlite:///{tmp / 'b.db'}",
-                                 "QCOS_LOG_LEVEL": "WARNING"})
+                                 "QCOS_LOG_LEVEL": "WARNING", "QCOS_RATELIMIT_ENABLED": "false"})
     settings.work_root.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
     return create_app({"QCOS_SETTINGS": settings})

@@ -61,8 +61,13 @@ def _run(argv, env) -> str:
 
 @contextmanager
 def gateway_stack(tmp_path: Path, *, database_url: str, executor: str = "local", preload: bool = False,
-                  workers: int = 2):
-    """Start the gateway and the poller; yields a :class:`Stack`; stops both."""
+                  workers: int = 2, tier: str = "pro", env: dict[str, str] | None = None):
+    """Start the gateway and the poller; yields a :class:`Stack`; stops both.
+
+    ``workers`` is ``QCOS_WORKERS``; ``tier`` is the tier of the stack's user
+    (``Stack.api_key``); ``env`` adds or overrides environment variables of
+    every process (e.g. ``QCOS_RATELIMIT_STORAGE_URI``).
+    """
     port = _free_port()
     env = {
         **os.environ,
@@ -73,9 +78,10 @@ def gateway_stack(tmp_path: Path, *, database_url: str, executor: str = "local",
         "QCOS_BIND": f"127.0.0.1:{port}",
         "QCOS_WORKERS": str(workers),
         "QCOS_MISSING_GRACE": "60",
+        **(env or {}),
     }
     _run([str(BIN / "qcos"), "db", "upgrade"], env)
-    created = _run([str(BIN / "qcos"), "users", "create", "--email", "e2e@example.org", "--tier", "pro"], env)
+    created = _run([str(BIN / "qcos"), "users", "create", "--email", "e2e@example.org", "--tier", tier], env)
     api_key = re.search(r"api_key: (\S+)", created).group(1)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -93,9 +99,9 @@ def gateway_stack(tmp_path: Path, *, database_url: str, executor: str = "local",
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(base_url + "/", timeout=2).status_code == 200:
+                if requests.get(base_url + "/", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting
                 pass
             if time.monotonic() > deadline or processes[0].poll() is not None:
                 raise AssertionError("gateway did not start:\n" + (logs / "gunicorn.log").read_text())

@@ -15,14 +15,19 @@ from gateway.auth import require_api_key
 from gateway.errors import InvalidRequest
 from gateway.models import Job, utcnow
 from gateway.quotas import jobs_on, tier_of, utc_day
-from gateway.schemas import PricingResponse, UsageResponse, UserResponse
+from gateway.openapi import AUTH_ERRORS, api_spec, responses
+from gateway.schemas import PricingResponse, UsageQuery, UsageResponse, UserResponse
 
 blueprint = Blueprint("account", __name__)
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+from gateway.schemas import PERIOD_REGEX
+
+_PERIOD = re.compile(PERIOD_REGEX)
 
 
 @blueprint.get("/pricing")
+@api_spec.validate(resp=responses({200: PricingResponse}, (429,)), tags=["account"], security=[],
+                   skip_validation=True)
 def pricing():
     """The tiers of ``deploy/tiers.toml`` (or ``QCOS_TIERS_FILE``), in file order; no authentication."""
     tiers = current_app.extensions["qcos"].tiers
@@ -30,6 +35,7 @@ def pricing():
 
 
 @blueprint.get("/user/me")
+@api_spec.validate(resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"], skip_validation=True)
 @require_api_key
 def me():
     """The caller's account, tier limits and job counts (``jobs_today``: UTC day)."""
@@ -48,14 +54,19 @@ def me():
 def _period_bounds(period: str) -> tuple[datetime, datetime]:
     match = _PERIOD.fullmatch(period)
     if match is None:
-        raise InvalidRequest("period must be a month as YYYY-MM, e.g. 2024-01")
+        raise InvalidRequest("period must be a month from 1970-01 on, as YYYY-MM, e.g. 2024-01")
     year, month = int(match.group(1)), int(match.group(2))
     start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    try:
+        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    except ValueError:  # 9999-12 has no following month in datetime's range
+        raise InvalidRequest("period is out of range") from None
     return start, end
 
 
 @blueprint.get("/user/usage")
+@api_spec.validate(query=UsageQuery, resp=responses({200: UsageResponse}, (400, *AUTH_ERRORS)), tags=["account"],
+                   skip_validation=True)
 @require_api_key
 def usage():
     """Usage of completed jobs in one UTC calendar month (``?period=YYYY-MM``, default: this month).
@@ -67,7 +78,9 @@ def usage():
     newest first, days without jobs left out.
     """
     runtime = current_app.extensions["qcos"]
-    period = request.args.get("period") or utcnow().strftime("%Y-%m")
+    period = request.args.get("period")
+    if period is None:
+        period = utcnow().strftime("%Y-%m")
     start, end = _period_bounds(period)
     with runtime.db.session() as session:
         rows = session.execute(

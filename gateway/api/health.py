@@ -6,12 +6,14 @@ from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from gateway.errors import ServiceUnavailable
+from gateway.openapi import api_spec, responses
 from gateway.schemas import HealthResponse
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/")
+@api_spec.validate(resp=responses({200: HealthResponse}, (429, 503)), tags=["health"], security=[], skip_validation=True)
 def health():
     """No authentication, so load balancers and monitors can call it.
 

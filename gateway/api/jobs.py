@@ -9,9 +9,10 @@ from hpc_jobs.lifecycle import JobStatus
 
 from gateway import jobs
 from gateway.auth import require_api_key
-from gateway.errors import InvalidRequest, JobFailed
+from gateway.errors import InvalidRequest, JobFailed, UnsupportedMediaType
 from gateway.models import Job
-from gateway.schemas import ExecuteRequest, ExecuteResponse, StatusResponse, iso_utc
+from gateway.openapi import AUTH_ERRORS, api_spec, responses
+from gateway.schemas import ExecuteRequest, ExecuteResponse, ResultsQuery, ResultsResponse, StatusResponse, iso_utc
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -21,7 +22,7 @@ _FALSE = {"false", "0", "no", "off", ""}
 
 def _json_body() -> dict:
     if not request.is_json:
-        raise InvalidRequest("The body must be JSON (Content-Type: application/json)")
+        raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object")
@@ -37,6 +38,8 @@ def _validation_detail(exc: ValidationError) -> str:
 
 
 @blueprint.post("/execute")
+@api_spec.validate(json=ExecuteRequest, resp=responses({201: ExecuteResponse, 200: ExecuteResponse},
+                   (400, 403, 409, 413, 415, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
 @require_api_key
 def execute():
     """Submit a circuit. 201 with ``Location`` for a new job; 200 for an
@@ -72,6 +75,7 @@ def _status_body(job: Job) -> dict:
 
 
 @blueprint.get("/status/<job_id>")
+@api_spec.validate(resp=responses({200: StatusResponse}, (404, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
 @require_api_key
 def status(job_id: str):
     """The job's status, its full result once completed, its error once failed."""
@@ -94,6 +98,8 @@ def _parse_wait() -> tuple[bool, float]:
 
 
 @blueprint.get("/results/<job_id>")
+@api_spec.validate(query=ResultsQuery, resp=responses({200: ResultsResponse}, (400, 404, 409, *AUTH_ERRORS)),
+                   tags=["jobs"], skip_validation=True)
 @require_api_key
 def results(job_id: str):
     """Counts of a completed job; ``wait=true`` blocks up to ``timeout`` seconds

@@ -170,7 +170,8 @@ class TestUsage:
         assert body["daily_usage"] == [{"date": "2024-01-15", "jobs": 1}, {"date": "2024-01-14", "jobs": 1}]
         assert client.get("/user/usage?period=2024-02", headers={"X-API-Key": key}).get_json()["jobs_executed"] == 1
 
-    @pytest.mark.parametrize("period", ["2024-13", "2024-1", "24-01", "january", "2024-01-01"])
+    @pytest.mark.parametrize("period", ["2024-13", "2024-1", "24-01", "january", "2024-01-01", "0000-01",
+                                        "1969-12", "9999-12", ""])
     def test_bad_period_is_invalid_request(self, client, api_key, period):
         response = client.get(f"/user/usage?period={period}", headers={"X-API-Key": api_key})
         assert response.status_code == 400 and response.get_json()["error_code"] == "INVALID_REQUEST"

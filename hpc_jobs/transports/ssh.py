@@ -1,0 +1,534 @@
+"""Run Slurm commands and move work dirs on a login node over SSH (paramiko).
+
+One :class:`SSHTransport` holds one SSH connection per process, opened on the
+first call and reused by every command and SFTP operation after it (each is
+a channel on that connection). The remote side of ``exec`` is the login
+user's shell, so every argv is quoted here, in :func:`remote_command`, and
+nowhere else.
+
+Host keys are checked against an operator-provided known_hosts file and
+nothing else: an unknown or changed key is refused, never learned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+import select
+import shlex
+import stat
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+
+import paramiko
+
+from hpc_jobs.transports.base import CommandResult, TransportError
+
+__all__ = ["MAX_READ_BYTES", "SSHTransport", "remote_command"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Largest file :meth:`SSHTransport.read_text` returns, in bytes. Work dir
+#: files the gateway reads (result.json, error.json, stderr.log) are far
+#: smaller; a bigger one is a runaway job, not something to load into memory.
+MAX_READ_BYTES = 16 * 1024 * 1024
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CHUNK = 65536
+
+
+def remote_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """The shell command line that runs ``argv`` verbatim on the remote side.
+
+    Each element is quoted with :func:`shlex.quote`, so spaces, quotes,
+    ``$(...)``, ``;`` and newlines reach the program unchanged. ``env``
+    entries come first as ``NAME=value`` assignments (value quoted), which
+    POSIX shells apply to that one command.
+
+    Raises ``ValueError`` for an empty argv, a NUL character (it cannot
+    cross a shell command line) or an invalid variable name.
+    """
+    words = [os.fspath(a) for a in argv]
+    if not words:
+        raise ValueError("cannot run an empty argv")
+    assignments = []
+    for name, value in (env or {}).items():
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+        assignments.append(f"{name}={shlex.quote(str(value))}")
+    for word in [*words, *(env or {}).values()]:
+        if "\0" in str(word):
+            raise ValueError(f"a NUL character cannot be passed to a remote command: {word!r}")
+    return " ".join([*assignments, *(shlex.quote(w) for w in words)])
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    pass
+
+
+class _RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
+    """Like paramiko's RejectPolicy, with a message that tells the operator what to do."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self._known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
+        raise _UnknownHostKey(
+            f"the host key of {hostname} ({key.get_name()} {key.fingerprint}) is not in "
+            f"{self._known_hosts}; refusing to connect. Verify the fingerprint with the "
+            f"cluster's administrators, then add the key (e.g. ssh-keyscan) to that file"
+        )
+
+
+# Transports alive in this process, so a fork can reset them in the child.
+_INSTANCES: "weakref.WeakSet[SSHTransport]" = weakref.WeakSet()
+# Connections inherited across a fork. Kept referenced so that garbage
+# collection never runs paramiko's close logic on them in the child (which
+# would talk over the parent's session or wait on a lock that a thread of the
+# parent held when it forked).
+_ABANDONED: list[paramiko.SSHClient] = []
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_INSTANCES):
+        # The lock may have been held by a parent thread that does not exist here.
+        transport._lock = threading.Lock()
+        transport._forget_inherited()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class SSHTransport:
+    """Runs argv lists on ``host`` over one persistent SSH connection (implements
+    :class:`~hpc_jobs.transports.base.Transport`), and reads and writes files
+    there over SFTP.
+
+    ``host``/``port``: the login node. ``username``: the remote account.
+    ``key_filename``: a private key without passphrase (ed25519, ECDSA or
+    RSA), read at each connect. ``known_hosts``: an OpenSSH known_hosts file
+    that must hold the login node's host key (``[host]:port`` entries for a
+    port other than 22); unknown and changed keys are refused.
+    ``connect_timeout``: seconds for TCP connect, SSH handshake and
+    authentication, each. ``keepalive``: seconds between SSH keepalive
+    messages (0: none), so idle connections survive NAT and firewalls.
+    ``env``: variables set for every remote command (e.g. ``SLURM_CONF``);
+    ``ValueError`` for an invalid name.
+
+    Thread-safe: threads share the connection, each command on its own
+    channel (OpenSSH's ``MaxSessions``, 10 by default, caps how many run at
+    once). Fork-safe: a forked child never touches the connection it
+    inherited and opens its own. Nothing connects before the first call.
+
+    Every failure to reach the host is a :class:`TransportError`. A dead
+    connection is replaced once per call, and only before the command was
+    sent: a command that may have run (an ``sbatch``) is never sent twice.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int = 22,
+        username: str,
+        key_filename: str | os.PathLike[str],
+        known_hosts: str | os.PathLike[str],
+        connect_timeout: float = 10.0,
+        keepalive: int = 30,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = int(port)
+        self.username = username
+        self.key_filename = Path(key_filename)
+        self.known_hosts = Path(known_hosts)
+        self.connect_timeout = float(connect_timeout)
+        self.keepalive = int(keepalive)
+        self._env = dict(env or {})
+        remote_command(["true"], self._env)  # validates the names now, not at the first job
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._owner_pid: int | None = None
+        self._connections_opened = 0
+        _INSTANCES.add(self)
+
+    def __repr__(self) -> str:
+        return f"SSHTransport({self._where})"
+
+    @property
+    def _where(self) -> str:
+        return f"{self.username}@{self.host}:{self.port}"
+
+    @property
+    def connections_opened(self) -> int:
+        """How many SSH connections this process has opened so far (1 while the first one lasts)."""
+        return self._connections_opened
+
+    # ------------------------------------------------------------------ connection
+
+    def _forget_inherited(self) -> None:
+        """Drop a connection opened by the parent process, without closing the parent's session."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        _ABANDONED.append(client)
+        ssh = client.get_transport()
+        if ssh is not None:
+            try:
+                # Closes only this process's copy of the descriptor; the
+                # parent's socket stays open (no shutdown()).
+                ssh.sock.close()
+            except OSError:
+                pass
+        self._connections_opened = 0
+
+    def _connected(self) -> paramiko.Transport:
+        """This process's live connection, opened if needed."""
+        with self._lock:
+            if self._client is not None and self._owner_pid != os.getpid():
+                self._forget_inherited()
+            ssh = self._client.get_transport() if self._client is not None else None
+            if ssh is None or not ssh.is_active():
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
+                self._client = self._connect()
+                self._owner_pid = os.getpid()
+                self._connections_opened += 1
+                ssh = self._client.get_transport()
+            assert ssh is not None
+            return ssh
+
+    def _connect(self) -> paramiko.SSHClient:
+        try:
+            key = paramiko.PKey.from_path(self.key_filename)
+        except OSError as exc:
+            raise TransportError(f"cannot read the SSH key {self.key_filename}: {exc.strerror or exc}") from exc
+        except paramiko.PasswordRequiredException as exc:
+            raise TransportError(
+                f"the SSH key {self.key_filename} is encrypted; the gateway needs a key without passphrase"
+            ) from exc
+        except (paramiko.SSHException, ValueError) as exc:
+            raise TransportError(f"the SSH key {self.key_filename} cannot be loaded: {exc}") from exc
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(str(self.known_hosts))
+        except OSError as exc:
+            raise TransportError(f"cannot read the known_hosts file {self.known_hosts}: {exc.strerror or exc}") from exc
+        client.set_missing_host_key_policy(_RefuseUnknownHostKey(self.known_hosts))
+        try:
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.username,
+                pkey=key,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+            )
+        except _UnknownHostKey as exc:
+            client.close()
+            raise TransportError(str(exc)) from exc
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise TransportError(
+                f"the host key of {self.host}:{self.port} has CHANGED: the server sent "
+                f"{exc.key.get_name()} {exc.key.fingerprint}, {self.known_hosts} expects "
+                f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}; refusing to connect "
+                f"(the host was reinstalled, or someone is intercepting the connection)"
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise TransportError(
+                f"SSH authentication as {self._where} with the key {self.key_filename} failed "
+                f"({exc}); is its public key in the remote user's authorized_keys?"
+            ) from exc
+        except paramiko.SSHException as exc:
+            client.close()
+            raise TransportError(f"SSH handshake with {self.host}:{self.port} failed: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            client.close()
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        ssh = client.get_transport()
+        assert ssh is not None
+        if self.keepalive > 0:
+            ssh.set_keepalive(self.keepalive)
+        log.info("SSH connection to %s opened (pid %d)", self._where, os.getpid())
+        return client
+
+    def _discard(self, ssh: paramiko.Transport) -> None:
+        """Close ``ssh`` if it is still this process's connection (another thread may have replaced it)."""
+        with self._lock:
+            if self._client is not None and self._client.get_transport() is ssh and self._owner_pid == os.getpid():
+                self._client.close()
+                self._client = None
+
+    def _with_channel(self, open_: Callable[[paramiko.Transport], T], what: str) -> T:
+        """``open_(connection)``, on a fresh connection once more if the current one turns out dead.
+
+        Only the opening is retried: nothing has reached the remote program yet.
+        """
+        for attempt in (1, 2):
+            ssh = self._connected()
+            try:
+                return open_(ssh)
+            except paramiko.ChannelException as exc:
+                if ssh.is_active():
+                    # The server is there and said no (MaxSessions reached...).
+                    raise TransportError(f"{self._where} refused a new SSH channel for {what}: {exc}") from exc
+                failure: Exception = exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                failure = exc
+            self._discard(ssh)
+            if attempt == 1:
+                log.warning("SSH connection to %s lost (%s); reconnecting", self._where, failure)
+        raise TransportError(f"lost the SSH connection to {self._where} while opening {what}: {failure}")
+
+    def close(self) -> None:
+        """Close this process's connection (a later call opens a new one)."""
+        with self._lock:
+            if self._client is not None and self._owner_pid == os.getpid():
+                self._client.close()
+            elif self._client is not None:
+                self._forget_inherited()
+            self._client = None
+
+    def __enter__(self) -> "SSHTransport":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ commands
+
+    def run(self, argv: Sequence[str], *, timeout: float = 30.0) -> CommandResult:
+        """Run ``argv`` on the remote host; ``timeout``: seconds from opening the
+        channel to the exit status (connecting has its own ``connect_timeout``).
+
+        stdout and stderr are read together as they arrive, so a command that
+        fills both cannot stall. ``returncode`` is -1 when the remote program
+        died of a signal (SSH reports no exit status then). Raises
+        :class:`TransportError` when the host cannot be reached, the
+        connection is lost or the command overruns ``timeout``; in the last
+        two cases the remote program may have run, and may still be running.
+        Raises ``ValueError`` for an argv :func:`remote_command` refuses.
+        """
+        command = remote_command(argv, self._env)
+        deadline = time.monotonic() + timeout
+        name = os.fspath(argv[0])
+
+        def open_session(ssh: paramiko.Transport) -> paramiko.Channel:
+            return ssh.open_session(timeout=max(0.1, min(self.connect_timeout, deadline - time.monotonic())))
+
+        channel = self._with_channel(open_session, name)
+        ssh = channel.get_transport()
+        try:
+            channel.settimeout(max(0.1, deadline - time.monotonic()))
+            with _closed_at(channel, deadline):
+                channel.exec_command(command)
+            stdout, stderr = _drain(channel, deadline)
+            if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+                raise _Overrun
+        except _Overrun:
+            raise TransportError(f"{name} did not finish within {timeout:g} s on {self.host}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if time.monotonic() >= deadline:
+                raise TransportError(f"{name} did not start within {timeout:g} s on {self.host}") from exc
+            self._discard(ssh)
+            raise TransportError(f"lost the SSH connection to {self._where} while running {name}: {exc}") from exc
+        finally:
+            channel.close()
+        status = channel.exit_status
+        if status == -1 and not ssh.is_active():
+            self._discard(ssh)
+            raise TransportError(f"lost the SSH connection to {self._where} while running {name}")
+        return CommandResult(
+            argv=tuple(os.fspath(a) for a in argv),
+            returncode=status,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"),
+        )
+
+    # ------------------------------------------------------------------ files (SFTP)
+
+    @contextmanager
+    def _sftp(self, timeout: float) -> Iterator[paramiko.SFTPClient]:
+        deadline = time.monotonic() + timeout
+
+        def open_sftp(ssh: paramiko.Transport) -> paramiko.SFTPClient:
+            channel = ssh.open_session(timeout=max(0.1, min(self.connect_timeout, timeout)))
+            try:
+                with _closed_at(channel, deadline):
+                    channel.invoke_subsystem("sftp")
+                # Bounds every SFTP request/response; a stuck server raises socket.timeout.
+                channel.settimeout(timeout)
+                return paramiko.SFTPClient(channel)
+            except BaseException:
+                channel.close()
+                raise
+
+        sftp = self._with_channel(open_sftp, "an SFTP session")
+        try:
+            yield sftp
+        except (paramiko.SSHException, EOFError) as exc:
+            raise TransportError(f"SFTP on {self._where} failed: {exc}") from exc
+        except OSError as exc:
+            if exc.errno is None:  # socket timeout, lost connection: not a file system answer
+                raise TransportError(f"SFTP on {self._where} failed: {exc or 'timed out'}") from exc
+            raise TransportError(f"SFTP on {self._where}: {exc.strerror or exc} ({exc.filename or ''})") from exc
+        finally:
+            sftp.close()
+
+    def read_text(self, remote_path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | None:
+        """The remote file's text (UTF-8, undecodable bytes replaced), or ``None`` if it does not exist.
+
+        Fits :data:`hpc_jobs.poller.ReadText`. ``timeout``: seconds for each
+        SFTP request. Raises :class:`TransportError` when the file exceeds
+        :data:`MAX_READ_BYTES`, cannot be read, or the host cannot be reached.
+        """
+        path = _remote_path(remote_path)
+        with self._sftp(timeout) as sftp:
+            try:
+                handle = sftp.open(path, "rb")
+            except FileNotFoundError:
+                return None
+            with handle:
+                # Read one byte past the limit rather than trusting a stat:
+                # the file may still be growing.
+                data = handle.read(MAX_READ_BYTES + 1)
+        if len(data) > MAX_READ_BYTES:
+            raise TransportError(f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it")
+        return data.decode("utf-8", "replace")
+
+    def upload_dir(
+        self, local_dir: str | os.PathLike[str], remote_dir: str | os.PathLike[str], *, timeout: float = 60.0
+    ) -> None:
+        """Copy the tree ``local_dir`` to the absolute path ``remote_dir`` (mode 0750).
+
+        Files keep their permission bits. The copy is written to
+        ``<remote_dir>.partial`` and renamed into place, so the remote side
+        never sees a half-written work dir; an existing ``remote_dir`` is
+        replaced, and missing parents are created (mode 0750). ``timeout``:
+        seconds for each SFTP request. Raises :class:`TransportError`, or
+        ``ValueError`` for a relative or root ``remote_dir``.
+        """
+        local = Path(local_dir)
+        if not local.is_dir():
+            raise TransportError(f"{local} is not a directory")
+        target = _remote_path(remote_dir)
+        partial = target + ".partial"
+        with self._sftp(timeout) as sftp:
+            _remove(sftp, partial)
+            _make_parents(sftp, posixpath.dirname(target))
+            _put_tree(sftp, local, partial)
+            _remove(sftp, target)
+            sftp.posix_rename(partial, target)
+
+    def remove_tree(self, remote_dir: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        """Delete ``remote_dir`` and everything under it; a missing one is fine.
+
+        Symbolic links are removed, never followed. Raises
+        :class:`TransportError`, or ``ValueError`` for a relative or root path.
+        """
+        target = _remote_path(remote_dir)
+        with self._sftp(timeout) as sftp:
+            _remove(sftp, target)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _Overrun(Exception):
+    pass
+
+
+@contextmanager
+def _closed_at(channel: paramiko.Channel, deadline: float) -> Iterator[None]:
+    """Close ``channel`` if the block is still running at ``deadline``.
+
+    paramiko waits for the server's answer to an exec/subsystem request
+    without a timeout; closing the channel wakes that wait with an error.
+    """
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), channel.close)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    """Read stdout and stderr until EOF, alternating, so neither stream's
+    backlog can hold up the other (both share one SSH flow-control window)."""
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        if channel.recv_ready():
+            stdout += channel.recv(_CHUNK)
+        if channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(_CHUNK)
+        if (channel.eof_received or channel.closed) and not (channel.recv_ready() or channel.recv_stderr_ready()):
+            return bytes(stdout), bytes(stderr)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Overrun
+        # The channel's fileno is readable while either stream has data, and for good after EOF.
+        select.select([channel], [], [], remaining)
+
+
+def _remote_path(path: str | os.PathLike[str]) -> str:
+    text = PurePosixPath(os.fspath(path)).as_posix()
+    if not text.startswith("/") or text == "/":
+        raise ValueError(f"a remote path must be absolute and not the root: {text!r}")
+    return text
+
+
+def _remove(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        attrs = sftp.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(attrs.st_mode or 0):
+        for entry in sftp.listdir_attr(path):
+            _remove(sftp, posixpath.join(path, entry.filename))
+        sftp.rmdir(path)
+    else:
+        sftp.remove(path)
+
+
+def _make_parents(sftp: paramiko.SFTPClient, path: str) -> None:
+    missing = []
+    while path not in ("", "/"):
+        try:
+            sftp.stat(path)
+            break
+        except FileNotFoundError:
+            missing.append(path)
+            path = posixpath.dirname(path)
+    for directory in reversed(missing):
+        sftp.mkdir(directory, 0o750)
+
+
+def _put_tree(sftp: paramiko.SFTPClient, local: Path, remote: str) -> None:
+    sftp.mkdir(remote, 0o750)
+    # The server applies its umask to mkdir; set the mode we promise.
+    sftp.chmod(remote, 0o750)
+    for entry in sorted(local.iterdir()):
+        target = posixpath.join(remote, entry.name)
+        if entry.is_symlink():
+            raise TransportError(f"{entry} is a symbolic link; work dirs hold plain files only")
+        if entry.is_dir():
+            _put_tree(sftp, entry, target)
+        else:
+            sftp.put(str(entry), target, confirm=True)
+            sftp.chmod(target, stat.S_IMODE(entry.stat().st_mode))
