@@ -85,34 +85,61 @@ def gateway_stack(tmp_path: Path, *, database_url: str, executor: str = "local",
     api_key = re.search(r"api_key: (\S+)", created).group(1)
     logs = tmp_path / "logs"
     logs.mkdir()
-    gunicorn_argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "gateway.wsgi:app"]
-    if preload:
-        gunicorn_argv.insert(1, "--preload")
+    gunicorn = _start_gunicorn(env, logs / "gunicorn.log", preload=preload)
     processes = [
-        subprocess.Popen(gunicorn_argv, env=env, cwd=REPO_ROOT, stdout=open(logs / "gunicorn.log", "w"),
-                         stderr=subprocess.STDOUT, start_new_session=True),
+        gunicorn,
         subprocess.Popen([str(BIN / "qcos"), "poller"], env=env, cwd=REPO_ROOT,
                          stdout=open(logs / "poller.log", "w"), stderr=subprocess.STDOUT, start_new_session=True),
     ]
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base_url + "/", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or busy starting
-                pass
-            if time.monotonic() > deadline or processes[0].poll() is not None:
-                raise AssertionError("gateway did not start:\n" + (logs / "gunicorn.log").read_text())
-            time.sleep(0.2)
+        _wait_ready(base_url, gunicorn, logs / "gunicorn.log")
         yield Stack(base_url, api_key, env)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        _stop(processes)
+
+
+@contextmanager
+def second_gateway(stack: Stack, log: Path, *, preload: bool = False):
+    """Another gunicorn on the same database and settings as ``stack`` (a second
+    gateway host behind a load balancer); yields its base URL."""
+    port = _free_port()
+    env = {**stack.env, "QCOS_BIND": f"127.0.0.1:{port}"}
+    gunicorn = _start_gunicorn(env, log, preload=preload)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", gunicorn, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop([gunicorn])
+
+
+def _start_gunicorn(env: dict[str, str], log: Path, *, preload: bool) -> subprocess.Popen:
+    argv = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "gateway.wsgi:app"]
+    if preload:
+        argv.insert(1, "--preload")
+    return subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _wait_ready(base_url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(base_url + "/", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise AssertionError("gateway did not start:\n" + log.read_text())
+        time.sleep(0.2)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
