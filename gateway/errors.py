@@ -165,8 +165,8 @@ def register_error_handlers(app: Flask) -> None:
         from sqlalchemy.exc import OperationalError
 
         if isinstance(exc, OperationalError):
-            log.error("database unavailable: %s", exc.__class__.__name__)
+            log.error("database unavailable in request %s: %s", g.get("request_id", "-"), exc.__class__.__name__)
             return error_response(503, "SERVICE_UNAVAILABLE", "The job database is unavailable; retry later",
                                   {"Retry-After": "30"})
-        log.exception("unexpected error")
+        log.exception("unexpected error in request %s", g.get("request_id", "-"))
         return error_response(500, "INTERNAL_ERROR", "Internal server error")

@@ -109,13 +109,16 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
     try:
         stage_job(settings.work_root, job_id=job_id, qasm=request.qasm, params=params, profile=profile)
         scheduler_job_id = runtime.executor.submit(work_dir, job_name=slurm_job_name(job_id))
-    except (ExecutorError, OSError) as exc:
+    except Exception as exc:
+        # Whatever went wrong, the job must not stay half-written.
         log.error("submission of job %s failed: %s", job_id, exc)
         remove_work_dir(work_dir)
         with runtime.db.transaction() as session:
             session.execute(delete(Job).where(Job.id == job_id))
             release_daily_job(session, user_id=user.id, day=utc_day(job.created_at))
-        raise ServiceUnavailable("The scheduler did not accept the job; nothing was stored. Retry later.") from None
+        if isinstance(exc, (ExecutorError, OSError)):
+            raise ServiceUnavailable("The scheduler did not accept the job; nothing was stored. Retry later.") from None
+        raise
 
     now = utcnow()
     with runtime.db.transaction() as session:

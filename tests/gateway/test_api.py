@@ -261,3 +261,36 @@ class TestErrorsEverywhere:
         response = client.post("/execute", data=json.dumps({"qasm": big}),
                                headers={"X-API-Key": api_key, "Content-Type": "application/json"})
         _assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+class TestUnexpectedFailures:
+    def test_a_bug_is_a_json_500_and_leaves_no_job(self, settings, caplog):
+        import logging
+
+        from gateway import create_app
+
+        caplog.set_level(logging.INFO)
+        from hpc_jobs.executors.local import LocalExecutor
+
+        class Broken(LocalExecutor):
+            def submit(self, work_dir, *, job_name):
+                raise RuntimeError("a bug, not a scheduler problem")
+
+        app = create_app({"QCOS_SETTINGS": settings, "QCOS_EXECUTOR_OBJECT": Broken(settings.local_registry)})
+        runtime = app.extensions["qcos"]
+        key = make_user(runtime)[1]
+        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "bug"}, headers={"X-API-Key": key})
+        body = _assert_error(response, 500, "INTERNAL_ERROR")
+        assert "Traceback" not in response.get_data(as_text=True) and "bug" not in body["detail"]
+        assert _job_count(runtime) == 0 and not (settings.work_root / "bug").exists()
+        # The log line of that request carries its request_id.
+        assert any(body["request_id"] in record.getMessage() for record in caplog.records)
+
+    def test_an_unreachable_database_is_a_json_503(self, settings):
+        from gateway import create_app
+
+        app = create_app({"QCOS_SETTINGS": replace(
+            settings, database_url="postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=2")})
+        for path, headers in (("/", {}), ("/user/me", {"X-API-Key": "qcos_x"})):
+            response = app.test_client().get(path, headers=headers)
+            _assert_error(response, 503, "SERVICE_UNAVAILABLE")
