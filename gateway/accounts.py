@@ -65,16 +65,17 @@ def create_user(session: Session, *, email: str, tier: str, tiers: dict[str, Tie
     return CreatedUser(user.id, user.email, user.tier, key)
 
 
-def issue_key(session: Session, user: User) -> str:
-    """Add a new API key for ``user``; returns the secret (shown once, never stored)."""
+def issue_key(session: Session, user: User, *, admin: bool = False) -> str:
+    """Add a new API key for ``user`` (an admin key with ``admin``); returns the
+    secret (shown once, never stored)."""
     key = new_api_key()
-    session.add(ApiKey(user=user, key_hash=hash_api_key(key), prefix=key[:9], created_at=utcnow()))
+    session.add(ApiKey(user=user, key_hash=hash_api_key(key), prefix=key[:9], created_at=utcnow(), is_admin=admin))
     session.flush()
     return key
 
 
-def user_for_key(session: Session, key: str) -> User | None:
-    """The active user owning an unrevoked ``key``, or ``None``."""
+def credentials_for_key(session: Session, key: str) -> tuple[User, ApiKey] | None:
+    """The active user owning an unrevoked ``key``, and that key's record; or ``None``."""
     digest = hash_api_key(key)
     row = session.execute(
         select(ApiKey, User).join(User).where(ApiKey.key_hash == digest)
@@ -84,7 +85,7 @@ def user_for_key(session: Session, key: str) -> User | None:
     api_key, user = row
     if not hmac.compare_digest(api_key.key_hash, digest) or api_key.revoked_at is not None or not user.is_active:
         return None
-    return user
+    return user, api_key
 
 
 def find_user(session: Session, who: str) -> User:

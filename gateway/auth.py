@@ -11,6 +11,7 @@ After the hook, for a view that requires a key:
 - ``g.api_key_hash``: SHA-256 hex digest of the presented key (as stored in
   ``api_keys.key_hash``) when it is valid, else ``None``; the raw key is
   never kept, logged or used as a storage key;
+- ``g.api_key_is_admin``: whether that key carries the admin role;
 - ``g.auth_error``: the :class:`ApiError` to answer when there is no user.
 
 For views that need no key nothing is looked up and ``g.user`` is ``None``.
@@ -23,8 +24,8 @@ from typing import Callable, TypeVar
 
 from flask import current_app, g, request
 
-from gateway.accounts import hash_api_key, user_for_key
-from gateway.errors import AuthInvalid, AuthRequired
+from gateway.accounts import credentials_for_key, hash_api_key
+from gateway.errors import AdminRequired, AuthInvalid, AuthRequired
 
 F = TypeVar("F", bound=Callable)
 
@@ -56,6 +57,7 @@ def authenticate() -> None:
     ``g.api_key_hash`` and ``g.auth_error``. Database errors propagate (503)."""
     g.user = None
     g.api_key_hash = None
+    g.api_key_is_admin = False
     g.auth_error = None
     key = api_key_from_request()
     if key is None:
@@ -64,12 +66,13 @@ def authenticate() -> None:
         g.auth_error = AuthInvalid()
     else:
         with current_app.extensions["qcos"].db.session() as session:
-            user = user_for_key(session, key)
-        if user is None:
+            credentials = credentials_for_key(session, key)
+        if credentials is None:
             g.auth_error = AuthInvalid()
         else:
-            g.user = user
+            g.user, api_key = credentials
             g.api_key_hash = hash_api_key(key)
+            g.api_key_is_admin = api_key.is_admin
     g.qcos_authenticated = True
 
 
@@ -104,3 +107,16 @@ def require_api_key(view: F) -> F:
 
     setattr(wrapper, _REQUIRES_KEY, True)
     return wrapper  # type: ignore[return-value]
+
+
+def require_admin(view: F) -> F:
+    """Decorator: the view needs an admin key (401 without a valid key,
+    403 ``ADMIN_REQUIRED`` with a valid key that is not an admin key)."""
+
+    @wraps(view)
+    def admin_only(*args, **kwargs):
+        if not g.get("api_key_is_admin"):
+            raise AdminRequired()
+        return view(*args, **kwargs)
+
+    return require_api_key(admin_only)  # type: ignore[return-value]

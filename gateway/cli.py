@@ -6,7 +6,9 @@
     qcos users set-tier USER TIER          (USER: user_id or email)
     qcos users disable USER | enable USER
     qcos users ensure-demo
-    qcos keys issue USER | list USER | revoke KEY_ID
+    qcos keys issue USER [--admin] | list USER | revoke KEY_ID
+    qcos admin queue | cluster | cancel JOB_ID
+    qcos sbatch --dry-run FILE [--shots N]
     qcos poller [--once]
 """
 
@@ -174,12 +176,13 @@ def keys() -> None:
 
 @keys.command("issue")
 @click.argument("user")
-def keys_issue(user: str) -> None:
+@click.option("--admin", is_flag=True, help="the key may also use the /admin endpoints")
+def keys_issue(user: str, admin: bool) -> None:
     """Issue another key for USER; printed once."""
     from gateway.accounts import find_user, issue_key
 
     with _transaction() as session:
-        key = issue_key(session, find_user(session, user))
+        key = issue_key(session, find_user(session, user), admin=admin)
     click.echo(f"api_key: {key}\n(store it now: it is not shown again)")
 
 
@@ -192,7 +195,8 @@ def keys_list(user: str) -> None:
     with _transaction() as session:
         for key in list_keys(session, user):
             revoked = f"revoked={key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
-            click.echo(f"{key.id}  {key.prefix}…  created={key.created_at:%Y-%m-%dT%H:%M:%SZ}  {revoked}")
+            role = "admin" if key.is_admin else "user"
+            click.echo(f"{key.id}  {key.prefix}…  {role}  created={key.created_at:%Y-%m-%dT%H:%M:%SZ}  {revoked}")
 
 
 @keys.command("revoke")
@@ -204,6 +208,89 @@ def keys_revoke(key_id: int) -> None:
     with _transaction() as session:
         key = revoke_key(session, key_id)
         click.echo(f"key {key.id} ({key.prefix}…) revoked")
+
+
+def _runtime():
+    from gateway.runtime import Runtime
+
+    settings = _settings()
+    _prepare_state(settings)
+    return Runtime.from_settings(settings)
+
+
+@main.group()
+def admin() -> None:
+    """The scheduler's queue and cluster, and cancelling any job."""
+
+
+@admin.command("queue")
+def admin_queue() -> None:
+    """The live queue joined with gateway jobs (like GET /admin/queue)."""
+    from gateway.jobs import live_queue
+    from hpc_jobs.executors.base import ExecutorError
+
+    try:
+        entries = live_queue(_runtime())
+    except ExecutorError as exc:
+        raise click.ClickException(f"the scheduler did not answer: {exc}") from None
+    click.echo(f"{'SLURM_ID':<12} {'JOB_ID':<38} {'USER':<18} {'PARTITION':<12} {'STATE':<11} {'ELAPSED':>8}  REASON")
+    for e in entries:
+        click.echo(f"{e.slurm_job_id:<12} {e.job_id or '-':<38} {e.user_id or '-':<18} {e.partition:<12} "
+                   f"{e.state:<11} {e.elapsed_seconds if e.elapsed_seconds is not None else '-':>8}  {e.reason or ''}")
+
+
+@admin.command("cluster")
+def admin_cluster() -> None:
+    """Partitions and node states (like GET /admin/cluster)."""
+    from hpc_jobs.executors.base import ExecutorError
+
+    try:
+        rows = _runtime().executor.partitions()
+    except ExecutorError as exc:
+        raise click.ClickException(f"the scheduler did not answer: {exc}") from None
+    for row in rows:
+        default = "*" if row.is_default else ""
+        click.echo(f"{row.partition + default:<14} {row.available:<6} nodes={row.node_count:<4} {row.state:<10} "
+                   f"cpus={row.cpus:<5} mem_mb={row.memory_mb:<8} {row.node_list}")
+
+
+@admin.command("cancel")
+@click.argument("job_id")
+def admin_cancel(job_id: str) -> None:
+    """Cancel any user's job JOB_ID (idempotent)."""
+    from gateway.errors import JobNotFound
+    from gateway.jobs import cancel_job
+
+    try:
+        job = cancel_job(_runtime(), job_id, user=None, reason="cancelled by an administrator")
+    except JobNotFound:
+        raise click.ClickException(f"no job {job_id}") from None
+    click.echo(f"{job.id}: {job.status}" + (f" ({job.error})" if job.error else ""))
+
+
+@main.command("sbatch")
+@click.option("--dry-run", "dry", is_flag=True, required=True, help="validate, size and render; submit nothing")
+@click.option("--shots", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.argument("qasm_file", type=click.File("r", encoding="utf-8"))
+def sbatch(dry: bool, shots: int, qasm_file) -> None:
+    """Show the sbatch script QASM_FILE would run as, and Slurm's --test-only answer."""
+    import json
+
+    from gateway.errors import ApiError
+    from gateway.jobs import dry_run
+    from gateway.models import User
+    from gateway.schemas import ExecuteRequest
+
+    runtime = _runtime()
+    # The operator is not bound by any user's tier: size against the largest one.
+    largest = max(runtime.tiers.values(), key=lambda tier: (tier.max_qubits, tier.max_shots))
+    operator = User(id="operator", email="operator@localhost", tier=largest.name, is_active=True)
+    try:
+        answer = dry_run(runtime, operator, ExecuteRequest(qasm=qasm_file.read(), shots=shots))
+    except ApiError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(answer.pop("sbatch_script"), nl=False)
+    click.echo("# " + json.dumps(answer, sort_keys=True))
 
 
 @main.command("poller")

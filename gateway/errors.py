@@ -64,6 +64,16 @@ class AuthInvalid(ApiError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="qcos", error="invalid_token"'})
 
 
+class AdminRequired(ApiError):
+    """A valid key without the admin role called an /admin endpoint."""
+
+    status_code = 403
+    error_code = "ADMIN_REQUIRED"
+
+    def __init__(self, detail: str = "This endpoint needs an admin API key") -> None:
+        super().__init__(detail)
+
+
 class QuotaExceeded(ApiError):
     """A job asks for more than the caller's tier allows (qubits, shots): 403."""
 

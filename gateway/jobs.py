@@ -163,3 +163,131 @@ def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) ->
             return job
         time.sleep(min(pause, remaining))
         pause = min(pause * 1.5, 1.0)
+
+
+def cancel_job(runtime: Runtime, job_id: str, *, user: User | None, reason: str) -> Job:
+    """Cancel a job: mark it ``failed`` with ``reason``, then scancel it.
+
+    ``user``: the owner (a user cancels only their own jobs); ``None`` for an
+    admin, who may cancel any job. Idempotent: a job that is already final is
+    returned unchanged. The status change is one conditional UPDATE
+    (``WHERE status IN ('queued', 'processing')``), so a job cancelled while
+    pending can never turn ``completed`` afterwards: the poller's own update
+    requires the status it read. A scheduler that cannot be reached is
+    logged; the job stays cancelled here and the poller ignores its end.
+    Raises :class:`JobNotFound`.
+    """
+    query = select(Job).where(Job.id == job_id)
+    if user is not None:
+        query = query.where(Job.user_id == user.id)
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        job = session.scalar(query)
+        if job is None:
+            raise JobNotFound(job_id)
+        changed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]))
+            .values(status=JobStatus.FAILED.value, error=reason, completed_at=now)
+        ).rowcount
+    if changed and job.scheduler_job_id and job.executor == runtime.executor.name:
+        try:
+            runtime.executor.cancel([job.scheduler_job_id])
+        except ExecutorError as exc:
+            log.warning("scancel of job %s (%s) failed: %s", job_id, job.scheduler_job_id, exc)
+    with runtime.db.session() as session:
+        return session.get(Job, job_id)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a user's jobs, newest first; ``total`` counts all matches."""
+
+    jobs: list[Job]
+    total: int
+
+
+def list_jobs(runtime: Runtime, user: User, *, status: str | None, limit: int, offset: int) -> JobPage:
+    """The user's jobs, newest first, optionally of one status."""
+    from sqlalchemy import func
+
+    conditions = [Job.user_id == user.id]
+    if status is not None:
+        conditions.append(Job.status == status)
+    with runtime.db.session() as session:
+        total = session.scalar(select(func.count()).select_from(Job).where(*conditions))
+        jobs = list(session.scalars(
+            select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+        ))
+    return JobPage(jobs, total)
+
+
+def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
+    """Validate, size and render a submission without creating a job.
+
+    Runs ``sbatch --test-only`` where the executor can (Slurm): its answer
+    (start estimate and partition, or Slurm's refusal) is in
+    ``slurm_test_only``. Raises what :func:`submit` raises before storing
+    anything (400, 403); the daily limit is not consumed.
+    """
+    import tempfile
+
+    from hpc_jobs.rendering import render_sbatch
+
+    try:
+        circuit = load_circuit(request.qasm)
+    except CircuitError as exc:
+        raise CircuitInvalid(f"Invalid circuit: {exc}") from None
+    summary = summarize(circuit)
+    check_job_size(tier_of(runtime.tiers, user.tier), num_qubits=summary.num_qubits, shots=request.shots)
+    job_id = request.job_id or f"dry-run-{uuid.uuid4().hex[:12]}"
+    profile, settings = runtime.profile, runtime.settings
+    script = render_sbatch(profile, job_id=job_id, work_dir=work_dir_for(settings.work_root, job_id))
+    test_only = None
+    if hasattr(runtime.executor, "test_only"):
+        params = RunParameters(job_id=job_id, shots=request.shots, seed=0)
+        settings.work_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=settings.work_root, prefix=".dry-run-") as scratch:
+            staged = stage_job(scratch, job_id=job_id, qasm=request.qasm, params=params, profile=profile)
+            try:
+                estimate = runtime.executor.test_only(staged, job_name=slurm_job_name(job_id))
+                test_only = {"accepted": True, "start": estimate.start.isoformat() if estimate.start else None,
+                             "partition": estimate.partition, "nodes": estimate.nodes}
+            except ExecutorError as exc:
+                test_only = {"accepted": False, "error": str(exc)}
+    return {
+        "dry_run": True, "job_id": job_id, "num_qubits": summary.num_qubits, "shots": request.shots,
+        "estimated_time_seconds": estimate_runtime_seconds(summary.num_qubits, summary.size, request.shots,
+                                                           clifford=summary.is_clifford),
+        "sbatch_script": script, "slurm_test_only": test_only,
+    }
+
+
+def whole_seconds(delta) -> int | None:
+    """A ``timedelta`` in whole seconds; ``None`` stays ``None``."""
+    return None if delta is None else int(delta.total_seconds())
+
+
+def live_queue(runtime: Runtime) -> list:
+    """The scheduler's live queue (one squeue call) joined with our jobs (one
+    query) as :class:`gateway.schemas.QueueEntry`; other people's Slurm jobs
+    have no ``job_id``. Raises :class:`ExecutorError`."""
+    from gateway.schemas import QueueEntry
+
+    rows = runtime.executor.queue()
+    ids = [row.job_id for row in rows]
+    ours: dict[str, tuple[str, str]] = {}
+    if ids:
+        with runtime.db.session() as session:
+            for job_id, user_id, scheduler_id in session.execute(
+                select(Job.id, Job.user_id, Job.scheduler_job_id).where(
+                    Job.scheduler_job_id.in_(ids), Job.executor == runtime.executor.name)
+            ):
+                ours[scheduler_id] = (job_id, user_id)
+    return [
+        QueueEntry(slurm_job_id=row.job_id, job_id=ours.get(row.job_id, (None, None))[0],
+                   user_id=ours.get(row.job_id, (None, None))[1], name=row.name, partition=row.partition,
+                   state=row.state, reason=row.reason, elapsed_seconds=whole_seconds(row.elapsed),
+                   node_list=row.node_list)
+        for row in rows
+    ]

@@ -32,6 +32,12 @@ class ExecuteRequest(BaseModel):
     job_id: StrictStr | None = Field(default=None, pattern=JOB_ID_REGEX)
 
 
+class ExecuteQuery(BaseModel):
+    """``POST /execute`` query: ``dry_run=true`` validates, sizes and renders without creating a job."""
+
+    dry_run: bool = False
+
+
 class ExecuteResponse(BaseModel):
     job_id: str
     status: str
@@ -161,3 +167,78 @@ class UsageQuery(BaseModel):
     """``GET /user/usage`` query: ``period`` is a UTC month, ``YYYY-MM`` (default: the current month)."""
 
     period: str | None = Field(default=None, pattern=PERIOD_REGEX)
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    status: Literal["queued", "processing", "completed", "failed"]
+    num_qubits: int
+    shots: int
+    created_at: str
+    completed_at: str | None
+    error: str | None
+
+
+class JobListQuery(BaseModel):
+    """``GET /jobs`` query: optional ``status`` filter, ``limit`` 1–100 (default 20), ``offset`` ≥ 0."""
+
+    status: Literal["queued", "processing", "completed", "failed"] | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+class JobListResponse(BaseModel):
+    jobs: list[JobSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class QueueEntry(BaseModel):
+    """One live scheduler job; ``job_id``/``user_id`` are null for jobs that are not ours."""
+
+    slurm_job_id: str
+    job_id: str | None
+    user_id: str | None
+    name: str
+    partition: str
+    state: str
+    reason: str | None
+    elapsed_seconds: int | None
+    node_list: str | None
+
+
+class AdminQueueResponse(BaseModel):
+    executor: str
+    jobs: list[QueueEntry]
+
+
+class PartitionEntry(BaseModel):
+    partition: str
+    is_default: bool
+    available: str
+    time_limit_seconds: int | None
+    node_count: int
+    state: str
+    node_list: str
+    cpus_per_node: str
+    memory_mb_per_node: str
+    reason: str | None
+
+
+class AdminClusterResponse(BaseModel):
+    executor: str
+    partitions: list[PartitionEntry]
+
+
+class DryRunResponse(BaseModel):
+    """``POST /execute?dry_run=true``: what would be submitted; nothing is stored."""
+
+    dry_run: Literal[True]
+    job_id: str
+    num_qubits: int
+    shots: int
+    estimated_time_seconds: int
+    sbatch_script: str
+    slurm_test_only: dict | None
+    resources: dict | None = None

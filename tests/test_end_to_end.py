@@ -72,6 +72,41 @@ class TestThroughSlurm:
                                 timeout=10)
         assert response.json()["error_code"] == "JOB_FAILED"
 
+    def test_a_cancelled_job_is_cancelled_in_slurm_and_stays_failed(self, slurm_stack):
+        job = slurm_stack.submit(BELL, 1024, job_id="cancel-e2e-slurm")
+        response = requests.delete(f"{slurm_stack.base_url}/jobs/{job['job_id']}", headers=slurm_stack.headers(),
+                                   timeout=30)
+        assert response.json()["status"] == "failed"
+        time.sleep(5)  # several poller cycles
+        status = requests.get(f"{slurm_stack.base_url}/status/{job['job_id']}", headers=slurm_stack.headers(),
+                              timeout=10).json()
+        assert (status["status"], status["error"]) == ("failed", "cancelled by the user")
+        deadline = time.monotonic() + 30
+        while True:
+            states = subprocess.run(["sacct", "-P", "--noheader", "-X", "--name=qcos-cancel-e2e-slurm",
+                                     "--format=State", "--starttime=now-1hour"],
+                                    capture_output=True, text=True, timeout=30).stdout.split()
+            if any(state.startswith("CANCELLED") for state in states) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert any(state.startswith("CANCELLED") for state in states), states
+
+    def test_admin_sees_the_cluster_and_a_dry_run_asks_slurm(self, slurm_stack):
+        import re
+
+        from tests.stack import BIN, REPO_ROOT
+
+        issued = subprocess.run([str(BIN / "qcos"), "keys", "issue", "e2e@example.org", "--admin"],
+                                env=slurm_stack.env, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        admin = {"X-API-Key": re.search(r"api_key: (\S+)", issued.stdout).group(1)}
+        cluster = requests.get(f"{slurm_stack.base_url}/admin/cluster", headers=admin, timeout=30).json()
+        assert cluster["executor"] == "slurm" and "debug" in [p["partition"] for p in cluster["partitions"]]
+        queue = requests.get(f"{slurm_stack.base_url}/admin/queue", headers=admin, timeout=30).json()
+        assert queue["executor"] == "slurm" and isinstance(queue["jobs"], list)
+        dry = requests.post(f"{slurm_stack.base_url}/execute?dry_run=true", json={"qasm": BELL, "shots": 10},
+                            headers=slurm_stack.headers(), timeout=30).json()
+        assert dry["slurm_test_only"]["accepted"] is True and dry["slurm_test_only"]["partition"] == "debug"
+
     def test_qasmbench_circuits_agree_with_a_direct_aer_run(self, slurm_stack):
         shots = 4000
         submitted = {name: slurm_stack.submit(_corpus(name), shots)["job_id"] for name in QASMBENCH_SAMPLE}

@@ -12,7 +12,19 @@ from gateway.auth import require_api_key
 from gateway.errors import InvalidRequest, JobFailed, UnsupportedMediaType
 from gateway.models import Job
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
-from gateway.schemas import ExecuteRequest, ExecuteResponse, ResultsQuery, ResultsResponse, StatusResponse, iso_utc
+from gateway.schemas import (
+    DryRunResponse,
+    ExecuteQuery,
+    ExecuteRequest,
+    ExecuteResponse,
+    JobListQuery,
+    JobListResponse,
+    JobSummary,
+    ResultsQuery,
+    ResultsResponse,
+    StatusResponse,
+    iso_utc,
+)
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -38,17 +50,22 @@ def _validation_detail(exc: ValidationError) -> str:
 
 
 @blueprint.post("/execute")
-@api_spec.validate(json=ExecuteRequest, resp=responses({201: ExecuteResponse, 200: ExecuteResponse},
-                   (400, 403, 409, 413, 415, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
+@api_spec.validate(json=ExecuteRequest, query=ExecuteQuery,
+                   resp=responses({201: ExecuteResponse, 200: ExecuteResponse},
+                                  (400, 403, 409, 413, 415, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
 @require_api_key
 def execute():
     """Submit a circuit. 201 with ``Location`` for a new job; 200 for an
-    idempotent repeat of the same custom ``job_id`` and body."""
+    idempotent repeat of the same custom ``job_id`` and body. With
+    ``?dry_run=true``: 200 with a :class:`DryRunResponse`, nothing stored."""
+    dry = _parse_bool("dry_run", "false")
     try:
         body = ExecuteRequest.model_validate(_json_body())
     except ValidationError as exc:
         raise InvalidRequest(_validation_detail(exc)) from None
     runtime = current_app.extensions["qcos"]
+    if dry:
+        return DryRunResponse(**jobs.dry_run(runtime, g.user, body)).model_dump(), 200
     submission = jobs.submit(runtime, g.user, body)
     job = submission.job
     device = runtime.profile.simulator.device
@@ -82,11 +99,16 @@ def status(job_id: str):
     return _status_body(jobs.get_job(current_app.extensions["qcos"], g.user, job_id))
 
 
+def _parse_bool(name: str, default: str) -> bool:
+    raw = request.args.get(name, default).strip().lower()
+    if raw not in _TRUE | _FALSE:
+        raise InvalidRequest(f"{name} must be true or false")
+    return raw in _TRUE
+
+
 def _parse_wait() -> tuple[bool, float]:
     settings = current_app.extensions["qcos"].settings
-    raw_wait = request.args.get("wait", "false").strip().lower()
-    if raw_wait not in _TRUE | _FALSE:
-        raise InvalidRequest("wait must be true or false")
+    wait = _parse_bool("wait", "false")
     raw_timeout = request.args.get("timeout", "30").strip()
     try:
         timeout = int(raw_timeout)
@@ -94,7 +116,7 @@ def _parse_wait() -> tuple[bool, float]:
         raise InvalidRequest("timeout must be an integer number of seconds") from None
     if timeout < 0:
         raise InvalidRequest("timeout must be 0 or more seconds")
-    return raw_wait in _TRUE, min(float(timeout), settings.results_max_wait_seconds)
+    return wait, min(float(timeout), settings.results_max_wait_seconds)
 
 
 @blueprint.get("/results/<job_id>")
@@ -116,3 +138,34 @@ def results(job_id: str):
     if job.status == JobStatus.FAILED.value:
         raise JobFailed(f"Job {job.id} failed: {job.error}")
     return {"job_id": job.id, "status": "pending", "message": "Job not yet completed"}
+
+
+@blueprint.delete("/jobs/<job_id>")
+@api_spec.validate(resp=responses({200: StatusResponse}, (404, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
+@require_api_key
+def cancel(job_id: str):
+    """Cancel one of the caller's jobs; answers its status. Idempotent: a
+    finished job is answered as it is; a cancelled job is ``failed`` with
+    the error ``cancelled by the user``."""
+    runtime = current_app.extensions["qcos"]
+    return _status_body(jobs.cancel_job(runtime, job_id, user=g.user, reason="cancelled by the user"))
+
+
+@blueprint.get("/jobs")
+@api_spec.validate(query=JobListQuery, resp=responses({200: JobListResponse}, (400, *AUTH_ERRORS)), tags=["jobs"],
+                   skip_validation=True)
+@require_api_key
+def list_jobs():
+    """The caller's jobs, newest first: ``?status=`` filter, ``limit`` (1–100, default 20), ``offset``."""
+    try:
+        query = JobListQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise InvalidRequest(_validation_detail(exc)) from None
+    page = jobs.list_jobs(current_app.extensions["qcos"], g.user, status=query.status, limit=query.limit,
+                          offset=query.offset)
+    return JobListResponse(
+        jobs=[JobSummary(job_id=job.id, status=job.status, num_qubits=job.num_qubits, shots=job.shots,
+                         created_at=iso_utc(job.created_at), completed_at=iso_utc(job.completed_at),
+                         error=job.error) for job in page.jobs],
+        total=page.total, limit=query.limit, offset=query.offset,
+    ).model_dump()

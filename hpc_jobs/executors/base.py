@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Protocol
+from typing import TYPE_CHECKING, Collection, Protocol
+
+if TYPE_CHECKING:
+    from hpc_jobs.slurm.commands import SinfoRow, SqueueRow
 
 
 class ExecutorError(RuntimeError):
@@ -68,4 +71,12 @@ class Executor(Protocol):
 
     def ping(self) -> bool:
         """A cheap liveness check of the scheduler; never raises."""
+        ...
+
+    def queue(self) -> list[SqueueRow]:
+        """The scheduler's live queue, one call (for admins). Raises :class:`ExecutorError`."""
+        ...
+
+    def partitions(self) -> list[SinfoRow]:
+        """Partitions and node states, one call (for admins). Raises :class:`ExecutorError`."""
         ...

@@ -21,7 +21,10 @@ wait for a slot, in state ``PENDING``, as they would in a Slurm queue.
 from __future__ import annotations
 
 import os
+import platform
 import secrets
+import time
+from datetime import timedelta
 import signal
 import subprocess
 import sys
@@ -30,6 +33,7 @@ from typing import Collection
 
 from hpc_jobs import workdir
 from hpc_jobs.executors.base import ExecutorError, JobObservation
+from hpc_jobs.slurm.commands import SinfoRow, SqueueRow
 
 _ID_PREFIX = "local-"
 
@@ -130,6 +134,33 @@ class LocalExecutor:
                     os.killpg(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+
+    def queue(self) -> list[SqueueRow]:
+        """The local jobs not yet finished, shaped like squeue rows (partition ``local``)."""
+        rows = []
+        for entry in sorted(self.registry.glob(f"{_ID_PREFIX}*")):
+            observation = self._observe_entry(entry.name, entry)
+            if observation.state not in ("PENDING", "RUNNING"):
+                continue
+            started = entry / "started"
+            elapsed = None
+            if started.exists():
+                elapsed = timedelta(seconds=int(time.time() - started.stat().st_mtime))
+            name = (entry / "job_name").read_text(encoding="utf-8") if (entry / "job_name").exists() else ""
+            rows.append(SqueueRow(
+                job_id=entry.name, state=observation.state, reason=observation.reason, partition="local",
+                elapsed=elapsed, time_limit=None, start_time=None, submit_time=None,
+                node_list=platform.node() if observation.state == "RUNNING" else None,
+                array_job_id=entry.name, array_task_id=None, name=name,
+            ))
+        return rows
+
+    def partitions(self) -> list[SinfoRow]:
+        """This machine as the single partition ``local``, ``slots`` CPUs."""
+        busy = sum(1 for row in self.queue() if row.state == "RUNNING")
+        state = "idle" if busy == 0 else ("allocated" if busy >= self.slots else "mixed")
+        return [SinfoRow(partition="local", is_default=True, available="up", time_limit=None, node_count=1,
+                         state=state, node_list=platform.node(), cpus=str(self.slots), memory_mb="", reason=None)]
 
     def ping(self) -> bool:
         """True when the registry folder is writable (the local "scheduler" is up)."""

@@ -20,7 +20,10 @@ from hpc_jobs.slurm.commands import (
     Scancel,
     ScontrolPing,
     SlurmCommand,
+    Sinfo,
+    SinfoRow,
     Squeue,
+    SqueueAll,
     SqueueRow,
     StartEstimate,
 )
@@ -147,6 +150,15 @@ class SlurmExecutor:
         """
         if scheduler_job_ids:
             self._run(Scancel(set(scheduler_job_ids)))
+
+    def queue(self) -> list[SqueueRow]:
+        """The live queue (every job squeue shows this account), one call.
+        Raises :class:`ExecutorError`."""
+        return list(self._run(SqueueAll()).values())
+
+    def partitions(self) -> list[SinfoRow]:
+        """Partitions and node states (sinfo), one call. Raises :class:`ExecutorError`."""
+        return self._run(Sinfo())
 
     def ping(self) -> bool:
         """True when ``scontrol ping`` reports a controller UP; never raises."""

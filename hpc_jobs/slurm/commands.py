@@ -425,6 +425,20 @@ class Squeue(SlurmCommand[dict[str, SqueueRow]]):
         return rows
 
 
+@dataclass(frozen=True)
+class SqueueAll(Squeue):
+    """``squeue`` of the whole live queue the caller may see, in one call
+    (for admins: the cluster's queue, not only our jobs)."""
+
+    job_ids: Collection[str] = ()
+
+    def __post_init__(self) -> None:
+        pass
+
+    def argv(self) -> list[str]:
+        return ["squeue", "--noheader", f"--format={self.FORMAT}"]
+
+
 # --------------------------------------------------------------------------- sacct
 
 
