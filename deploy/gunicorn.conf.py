@@ -25,7 +25,11 @@ _single_process = _settings.ratelimit_enabled and _settings.ratelimit_storage_is
 bind = os.environ.get("QCOS_BIND", "127.0.0.1:8000")
 workers = 1 if _single_process else int(os.environ.get("QCOS_WORKERS", min(4, multiprocessing.cpu_count())))
 worker_class = "gthread"
-threads = int(os.environ.get("QCOS_THREADS", 8))
+# Waiting /results requests sleep in their threads; keep plenty for everyone else.
+threads = int(os.environ.get("QCOS_THREADS", 32))
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn), which
+# two gateways on one machine would share; QCOS does not use it.
+control_socket_disable = True
 timeout = 60
 graceful_timeout = 30
 accesslog = "-"

@@ -42,7 +42,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.after_request
     def _tag_response(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        log.info("%s %s %s %s", g.get("request_id", "-"), request.method, request.path, response.status_code)
+        # %r escapes control characters: a path cannot forge or break log lines.
+        log.info("%s %s %r %s", g.get("request_id", "-"), request.method, request.path, response.status_code)
         return response
 
     # The API key is looked up before the rate limiter runs: its key and limit depend on the caller.

@@ -34,16 +34,24 @@ _REQUIRES_KEY = "qcos_requires_api_key"
 _MAX_KEY_LENGTH = 256
 
 
+class ConflictingKeys(Exception):
+    """``X-API-Key`` and ``Authorization: Bearer`` carry different keys."""
+
+
 def api_key_from_request() -> str | None:
-    """The presented key, or ``None`` when the request carries none."""
-    key = request.headers.get("X-API-Key", "").strip()
-    if key:
-        return key
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
+    """The presented key, or ``None`` when the request carries none.
+
+    Raises :class:`ConflictingKeys` when both headers carry keys that differ:
+    guessing which one was meant could run a job on the wrong account.
+    """
+    header_key = request.headers.get("X-API-Key", "").strip() or None
+    bearer_key = None
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return None
+        bearer_key = credentials.strip()
+    if header_key and bearer_key and header_key != bearer_key:
+        raise ConflictingKeys()
+    return header_key or bearer_key
 
 
 def view_requires_api_key(endpoint: str | None) -> bool:
@@ -59,7 +67,12 @@ def authenticate() -> None:
     g.api_key_hash = None
     g.api_key_is_admin = False
     g.auth_error = None
-    key = api_key_from_request()
+    try:
+        key = api_key_from_request()
+    except ConflictingKeys:
+        g.auth_error = AuthInvalid("X-API-Key and Authorization: Bearer carry different keys; send one")
+        g.qcos_authenticated = True
+        return
     if key is None:
         g.auth_error = AuthRequired()
     elif len(key) > _MAX_KEY_LENGTH:

@@ -188,7 +188,10 @@ BAD = {
         "'d' is not defined",
     ),
     "division by zero": (HEADER + "qreg q[1];\nrz(1/0) q[0];\n", 4, 5, "divide by zero"),
-    "OpenQASM 3": ("OPENQASM 3.0;\nqubit q;\n", 1, 10, "only handle OpenQASM 2.0"),
+    "OpenQASM 3": ("OPENQASM 3.0;\nqubit q;\n", 1, 1, "OpenQASM 3.0 is not supported"),
+    "OpenQASM 3 with its include": ('OPENQASM 3;\ninclude "stdgates.inc";\n', 1, 1, "OpenQASM 3 is not supported"),
+    "infinite parameter": (HEADER + "qreg q[1];\ncreg c[1];\nrx(1e308*10) q[0];\nmeasure q -> c;\n", None, None,
+                           "not a finite number"),
     "binary garbage": ("\x00\xff\xfe garbage", 1, 1, "doesn't match any valid tokens"),
     "redefining a qelib1 gate": (
         HEADER + "gate cx a,b { h a; }\nqreg q[2];\ncreg c[2];\nmeasure q -> c;\n",
@@ -239,7 +242,7 @@ BAD = {
         HEADER + "qreg q[1000];\n" + "h q;\n" * 1001,
         None,
         None,
-        "at most 1000000 are allowed",
+        "at most 200000 are allowed",
     ),
 }
 

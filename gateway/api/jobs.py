@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
 
@@ -33,9 +35,22 @@ _FALSE = {"false", "0", "no", "off", ""}
 
 
 def _json_body() -> dict:
+    """The request body as a JSON object; 415 unless sent as JSON, 413 over the
+    size limit (raised by werkzeug while reading), 400 for anything unparsable."""
     if not request.is_json:
         raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    if request.content_encoding:
+        raise UnsupportedMediaType("Compressed bodies are not accepted; send plain JSON")
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("The body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        # Nesting too deep for the parser, or an integer beyond Python's digit limit.
+        raise InvalidRequest(f"The body is not acceptable JSON: {str(exc)[:120]}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object")
     return body
@@ -69,10 +84,14 @@ def execute():
     submission = jobs.submit(runtime, g.user, body)
     job = submission.job
     device = runtime.profile.simulator.device
+    if submission.created:
+        message = f"Job queued for {device} execution on {runtime.profile.name}"
+    else:
+        message = f"Job {job.id} already exists ({job.status}); this is its earlier submission"
     answer = ExecuteResponse(
         job_id=job.id,
         status=job.status,
-        message=f"Job queued for {device} execution on {runtime.profile.name}",
+        message=message,
         estimated_time_seconds=job.estimated_time_seconds,
     )
     if not submission.created:
@@ -116,7 +135,8 @@ def _parse_wait() -> tuple[bool, float]:
         raise InvalidRequest("timeout must be an integer number of seconds") from None
     if timeout < 0:
         raise InvalidRequest("timeout must be 0 or more seconds")
-    return wait, min(float(timeout), settings.results_max_wait_seconds)
+    # Compare as integers: a timeout of 400 digits must not overflow a float.
+    return wait, float(min(timeout, int(settings.results_max_wait_seconds)))
 
 
 @blueprint.get("/results/<job_id>")

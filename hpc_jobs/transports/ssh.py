@@ -16,7 +16,6 @@ import logging
 import os
 import posixpath
 import re
-import select
 import shlex
 import stat
 import threading
@@ -80,7 +79,7 @@ class _RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
     def __init__(self, known_hosts: Path) -> None:
         self._known_hosts = known_hosts
 
-    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
+    def missing_host_key(self, client, hostname, key):
         raise _UnknownHostKey(
             f"the host key of {hostname} ({key.get_name()} {key.fingerprint}) is not in "
             f"{self._known_hosts}; refusing to connect. Verify the fingerprint with the "
@@ -292,7 +291,7 @@ class SSHTransport:
             self._discard(ssh)
             if attempt == 1:
                 log.warning("SSH connection to %s lost (%s); reconnecting", self._where, failure)
-        raise TransportError(f"lost the SSH connection to {self._where} while opening {what}: {failure}")
+        raise TransportError(f"could not open {what} on {self._where}, even on a new connection: {failure}")
 
     def close(self) -> None:
         """Close this process's connection (a later call opens a new one)."""
@@ -344,12 +343,17 @@ class SSHTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             if time.monotonic() >= deadline:
                 raise TransportError(f"{name} did not start within {timeout:g} s on {self.host}") from exc
-            self._discard(ssh)
+            if not ssh.is_active():
+                self._discard(ssh)
             raise TransportError(f"lost the SSH connection to {self._where} while running {name}: {exc}") from exc
         finally:
             channel.close()
         status = channel.exit_status
-        if status == -1 and not ssh.is_active():
+        # A program killed by a signal gets no exit status either, but its
+        # output still ends with the server's EOF; a dying connection closes
+        # the channel without one (and paramiko closes channels before it
+        # marks the connection inactive, so is_active() alone can lag).
+        if status == -1 and (not channel.eof_received or not ssh.is_active()):
             self._discard(ssh)
             raise TransportError(f"lost the SSH connection to {self._where} while running {name}")
         return CommandResult(
@@ -370,7 +374,7 @@ class SSHTransport:
             try:
                 with _closed_at(channel, deadline):
                     channel.invoke_subsystem("sftp")
-                # Bounds every SFTP request/response; a stuck server raises socket.timeout.
+                # Bounds every SFTP request/response; a stuck server raises TimeoutError.
                 channel.settimeout(timeout)
                 return paramiko.SFTPClient(channel)
             except BaseException:
@@ -387,7 +391,10 @@ class SSHTransport:
                 raise TransportError(f"SFTP on {self._where} failed: {exc or 'timed out'}") from exc
             raise TransportError(f"SFTP on {self._where}: {exc.strerror or exc} ({exc.filename or ''})") from exc
         finally:
-            sftp.close()
+            try:
+                sftp.close()
+            except (paramiko.SSHException, OSError, EOFError):
+                pass  # the connection is gone; the next call replaces it
 
     def read_text(self, remote_path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | None:
         """The remote file's text (UTF-8, undecodable bytes replaced), or ``None`` if it does not exist.
@@ -403,8 +410,16 @@ class SSHTransport:
             except FileNotFoundError:
                 return None
             with handle:
-                # Read one byte past the limit rather than trusting a stat:
-                # the file may still be growing.
+                size = handle.stat().st_size or 0
+                if size > MAX_READ_BYTES:
+                    raise TransportError(
+                        f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it"
+                    )
+                if size:
+                    # Pipelined reads: one round trip per chunk would make a
+                    # MiB-sized log take seconds.
+                    handle.prefetch(size)
+                # One byte past the limit, in case the file grew since the stat.
                 data = handle.read(MAX_READ_BYTES + 1)
         if len(data) > MAX_READ_BYTES:
             raise TransportError(f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it")
@@ -469,21 +484,54 @@ def _closed_at(channel: paramiko.Channel, deadline: float) -> Iterator[None]:
 
 
 def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
-    """Read stdout and stderr until EOF, alternating, so neither stream's
-    backlog can hold up the other (both share one SSH flow-control window)."""
-    stdout, stderr = bytearray(), bytearray()
-    while True:
-        if channel.recv_ready():
-            stdout += channel.recv(_CHUNK)
-        if channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(_CHUNK)
-        if (channel.eof_received or channel.closed) and not (channel.recv_ready() or channel.recv_stderr_ready()):
-            return bytes(stdout), bytes(stderr)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+    """Read stdout and stderr to EOF at the same time, each in its own thread.
+
+    Both streams share one SSH flow-control window: a reader that waited on
+    one stream while the other filled the window would wait forever. (A
+    select() on the channel's fileno looks tempting, but paramiko's
+    stdout/stderr event pipe is not thread-safe and can lose a wakeup.)
+    Raises :class:`_Overrun` at ``deadline``.
+    """
+    stderr = bytearray()
+    failures: list[BaseException] = []
+
+    def read_stderr() -> None:
+        try:
+            while chunk := channel.recv_stderr(_CHUNK):
+                stderr.extend(chunk)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            failures.append(exc)
+
+    reader = threading.Thread(target=read_stderr, name="ssh-stderr", daemon=True)
+    reader.start()
+    stdout = bytearray()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Overrun
+            # Applies to both readers: each blocking recv ends by the deadline.
+            channel.settimeout(remaining)
+            try:
+                chunk = channel.recv(_CHUNK)
+            except TimeoutError:
+                raise _Overrun from None
+            if not chunk:
+                break
+            stdout.extend(chunk)
+        reader.join(max(0.0, deadline - time.monotonic()))
+        if reader.is_alive():
             raise _Overrun
-        # The channel's fileno is readable while either stream has data, and for good after EOF.
-        select.select([channel], [], [], remaining)
+    finally:
+        if reader.is_alive():
+            # Closing the channel ends the stderr reader's recv at once.
+            channel.close()
+            reader.join()
+    if failures:
+        if isinstance(failures[0], TimeoutError):
+            raise _Overrun
+        raise failures[0]
+    return bytes(stdout), bytes(stderr)
 
 
 def _remote_path(path: str | os.PathLike[str]) -> str:

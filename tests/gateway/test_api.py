@@ -294,3 +294,50 @@ class TestUnexpectedFailures:
         for path, headers in (("/", {}), ("/user/me", {"X-API-Key": "qcos_x"})):
             response = app.test_client().get(path, headers=headers)
             _assert_error(response, 503, "SERVICE_UNAVAILABLE")
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize(
+        "raw",
+        ["[" * 100_000 + "]" * 100_000, '{"qasm": "x", "job_id": ' + "[" * 50_000 + "]" * 50_000 + "}",
+         '{"qasm": "x", "shots": ' + "9" * 5000 + "}", '{"qasm":', "\xff\xfe{}"],
+        ids=["deep-array", "deep-field", "5000-digit-int", "truncated", "not-utf8"],
+    )
+    def test_unparsable_bodies_are_400_never_500(self, client, runtime, api_key, raw):
+        response = client.post("/execute", data=raw.encode("latin-1") if raw.startswith("\xff") else raw,
+                               headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+        _assert_error(response, 400, "INVALID_REQUEST")
+        assert _job_count(runtime) == 0
+
+    def test_compressed_body_is_415(self, client, api_key):
+        response = client.post("/execute", data=b"\x1f\x8b", headers={
+            "X-API-Key": api_key, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+        _assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+    def test_a_400_digit_timeout_is_capped_not_an_error(self, client, runtime, api_key):
+        runtime.settings = replace(runtime.settings, results_max_wait_seconds=1)
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        response = client.get(f"/results/{job_id}?wait=true&timeout={'9' * 400}", headers={"X-API-Key": api_key})
+        assert response.status_code == 200 and response.get_json()["status"] == "pending"
+
+    def test_two_different_keys_are_refused(self, client, api_key, runtime):
+        other = make_user(runtime)[1]
+        for first, second in ((api_key, "qcos_wrong"), ("qcos_wrong", api_key), (api_key, other)):
+            response = client.get("/user/me", headers={"X-API-Key": first, "Authorization": f"Bearer {second}"})
+            _assert_error(response, 401, "AUTH_INVALID")
+        same = client.get("/user/me", headers={"X-API-Key": api_key, "Authorization": f"Bearer {api_key}"})
+        assert same.status_code == 200
+
+    def test_a_path_cannot_forge_log_lines(self, client, api_key, caplog):
+        import logging
+
+        caplog.set_level(logging.INFO)
+        client.get("/status/x%0A2026-11-29%20ERROR%20forged", headers={"X-API-Key": api_key})
+        assert not any("\n" in record.getMessage() for record in caplog.records)
+
+    def test_retry_of_a_finished_job_says_so(self, client, runtime, api_key):
+        body = {"qasm": BELL, "shots": 10, "job_id": "finished-once"}
+        _post(client, api_key, body)
+        drive_until_final(runtime, "finished-once")
+        again = _post(client, api_key, body).get_json()
+        assert again["status"] == "completed" and "already exists" in again["message"]
