@@ -123,8 +123,9 @@ class SSHTransport:
     ``ValueError`` for an invalid name.
 
     Thread-safe: threads share the connection, each command on its own
-    channel (OpenSSH's ``MaxSessions``, 10 by default, caps how many run at
-    once). Fork-safe: a forked child never touches the connection it
+    channel; at most ``max_sessions`` channels are open at once (OpenSSH's
+    ``MaxSessions`` is 10 by default), further threads wait their turn
+    within their timeout. Fork-safe: a forked child never touches the connection it
     inherited and opens its own. Nothing connects before the first call.
 
     Every failure to reach the host is a :class:`TransportError`. A dead
@@ -143,6 +144,7 @@ class SSHTransport:
         connect_timeout: float = 10.0,
         keepalive: int = 30,
         env: Mapping[str, str] | None = None,
+        max_sessions: int = 8,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -154,6 +156,9 @@ class SSHTransport:
         self._env = dict(env or {})
         remote_command(["true"], self._env)  # validates the names now, not at the first job
         self._lock = threading.Lock()
+        # OpenSSH refuses channels beyond MaxSessions (10 by default) on one
+        # connection; threads wait for a free one instead of failing.
+        self._sessions = threading.BoundedSemaphore(max(1, int(max_sessions)))
         self._client: paramiko.SSHClient | None = None
         self._owner_pid: int | None = None
         self._connections_opened = 0
@@ -325,6 +330,14 @@ class SSHTransport:
         command = remote_command(argv, self._env)
         deadline = time.monotonic() + timeout
         name = os.fspath(argv[0])
+        if not self._sessions.acquire(timeout=timeout):
+            raise TransportError(f"{name}: no free SSH session to {self._where} within {timeout:g} s")
+        try:
+            return self._run(argv, command, name, deadline, timeout)
+        finally:
+            self._sessions.release()
+
+    def _run(self, argv: Sequence[str], command: str, name: str, deadline: float, timeout: float) -> CommandResult:
 
         def open_session(ssh: paramiko.Transport) -> paramiko.Channel:
             return ssh.open_session(timeout=max(0.1, min(self.connect_timeout, deadline - time.monotonic())))
@@ -367,6 +380,16 @@ class SSHTransport:
 
     @contextmanager
     def _sftp(self, timeout: float) -> Iterator[paramiko.SFTPClient]:
+        if not self._sessions.acquire(timeout=timeout):
+            raise TransportError(f"no free SSH session to {self._where} within {timeout:g} s")
+        try:
+            with self._sftp_session(timeout) as sftp:
+                yield sftp
+        finally:
+            self._sessions.release()
+
+    @contextmanager
+    def _sftp_session(self, timeout: float) -> Iterator[paramiko.SFTPClient]:
         deadline = time.monotonic() + timeout
 
         def open_sftp(ssh: paramiko.Transport) -> paramiko.SFTPClient:
