@@ -311,5 +311,17 @@ def poller(once: bool) -> None:
     run_forever(runtime)
 
 
+def run() -> None:
+    """The ``qcos`` console script: :func:`main`, with an unreachable database
+    reported in one line instead of a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        main(standalone_mode=True)
+    except OperationalError as exc:
+        click.echo(f"Error: the database is unreachable: {exc.orig or exc}", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -5,7 +5,8 @@ Every variable is optional; the defaults are the embedded setup of
 
 =============================== ============================================
 ``QCOS_STATE_DIR``              folder for the SQLite file, work dirs and the
-                                local executor (default ``./var``)
+                                local executor (default: ``var/`` in the
+                                checkout)
 ``QCOS_DATABASE_URL``           SQLAlchemy URL; ``postgresql://…`` uses
                                 psycopg 3 (default: SQLite in the state dir)
 ``QCOS_EXECUTOR``               ``local`` (default) or ``slurm``
@@ -49,6 +50,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+
+#: The checkout: the default state dir is its ``var/``, wherever ``qcos`` runs from.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ConfigError(ValueError):
@@ -143,7 +148,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read ``QCOS_*`` variables; raises :class:`ConfigError` for a bad value."""
         env = os.environ if env is None else env
-        state_dir = Path(env.get("QCOS_STATE_DIR") or "var").resolve()
+        state_dir = Path(env.get("QCOS_STATE_DIR") or REPO_ROOT / "var").resolve()
         database_url = env.get("QCOS_DATABASE_URL") or f"sqlite:///{state_dir / 'qcos.db'}"
         executor = env.get("QCOS_EXECUTOR", "local") or "local"
         if executor not in ("local", "slurm"):
