@@ -8,6 +8,7 @@ from pathlib import Path
 from hpc_jobs import workdir
 from hpc_jobs.profiles import ClusterProfile
 from hpc_jobs.rendering import JOB_ID_PATTERN, render_sbatch
+from hpc_jobs.sizing import JobResources
 
 
 def work_dir_for(work_root: Path, job_id: str) -> Path:
@@ -25,15 +26,19 @@ def stage_job(
     qasm: str,
     params: workdir.RunParameters,
     profile: ClusterProfile,
+    resources: JobResources | None = None,
 ) -> Path:
     """Write the work dir of ``job_id`` and return its path.
+
+    ``resources``: the job's sized resources (:func:`hpc_jobs.sizing.size_job`)
+    for the script; ``None`` renders the profile's defaults.
 
     A leftover folder of the same id (from a submission that crashed before
     its database row was written) is replaced. Raises ``OSError`` when the
     work root is not writable, ``ValueError`` for an invalid id or path.
     """
     path = work_dir_for(work_root, job_id)
-    script = render_sbatch(profile, job_id=job_id, work_dir=path)
+    script = render_sbatch(profile, job_id=job_id, work_dir=path, resources=resources)
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True, mode=0o750)

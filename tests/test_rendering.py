@@ -1,8 +1,18 @@
-"""Cluster profiles and the sbatch scripts rendered from them."""
+"""Cluster profiles and the sbatch scripts rendered from them.
+
+Golden files: ``tests/golden/<case>.sbatch`` hold the script each profile
+renders for a fixed job id, work dir and resources (:data:`GOLDEN_CASES`).
+After an intended change to a template or profile, regenerate them with
+
+    QCOS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_rendering.py -k golden
+
+and review the diff (``git diff tests/golden``) like any other change.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -10,9 +20,9 @@ import pytest
 
 from hpc_jobs.profiles import PROFILES_DIR, ProfileError, load_profile
 from hpc_jobs.rendering import render_sbatch, slurm_job_name
+from hpc_jobs.sizing import JobResources
 from hpc_jobs.staging import stage_job, work_dir_for
 from hpc_jobs.workdir import CIRCUIT_FILE, PARAMS_FILE, SCRIPT_FILE, RunParameters
-
 from tests.conftest import BELL
 
 
@@ -86,3 +96,113 @@ def test_staging_writes_circuit_params_and_script(tmp_path):
     assert (path / CIRCUIT_FILE).read_text() == BELL
     assert RunParameters.from_json((path / PARAMS_FILE).read_text()) == params
     assert "#SBATCH --job-name=qcos-stage-1" in (path / SCRIPT_FILE).read_text()
+
+
+# --------------------------------------------------------------------------- golden scripts
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+LUMI_ACCOUNT = {"slurm": {"account": "project_465000001"}}
+
+
+def _resources(**changes) -> JobResources:
+    base = JobResources(
+        method="statevector", precision="double", device="GPU", custatevec=False, partition="small-g",
+        nodes=1, ntasks_per_node=1, cpus_per_task=56, gpus_per_node=8, mem="480G", time_limit="00:15:00",
+        state_bytes=16 << 34, estimated_runtime_seconds=220,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+#: case name -> (profile name, load overrides, work dir, resources or None for the profile defaults)
+GOLDEN_CASES = {
+    "dev": ("dev", {"runner": {"python": "/opt/qcos/venv/bin/python"}}, "/srv/qcos/jobs/golden-1", None),
+    "dev-sized": ("dev", {"runner": {"python": "/opt/qcos/venv/bin/python"}}, "/srv/qcos/jobs/golden-1",
+                  _resources(device="CPU", partition="debug", cpus_per_task=2, gpus_per_node=0, mem="3G",
+                             time_limit="00:20:00", state_bytes=16 << 24, estimated_runtime_seconds=9)),
+    "lumi-g": ("lumi-g", LUMI_ACCOUNT, "/scratch/project_465000001/qcos/jobs/golden-1", _resources()),
+    "lumi-g-multinode": ("lumi-g", LUMI_ACCOUNT, "/scratch/project_465000001/qcos/jobs/golden-1",
+                         _resources(partition="standard-g", nodes=8, state_bytes=16 << 37,
+                                    time_limit="1-02:00:00")),
+    "nvidia": ("nvidia", None, "/scratch/qcos/jobs/golden-1",
+               _resources(partition="gpu", custatevec=True, cpus_per_task=32, gpus_per_node=2, mem="240G",
+                          state_bytes=16 << 33, time_limit="00:20:00", estimated_runtime_seconds=435)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_golden_scripts(case):
+    profile_name, overrides, work_dir, resources = GOLDEN_CASES[case]
+    profile = load_profile(profile_name, overrides=overrides)
+    script = render_sbatch(profile, job_id="golden-1", work_dir=Path(work_dir), resources=resources)
+    golden = GOLDEN_DIR / f"{case}.sbatch"
+    if os.environ.get("QCOS_UPDATE_GOLDEN") == "1":
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        golden.write_text(script, encoding="utf-8")
+    assert golden.is_file(), f"no golden file {golden}; run with QCOS_UPDATE_GOLDEN=1"
+    assert script == golden.read_text(encoding="utf-8"), f"{case} differs from {golden} (QCOS_UPDATE_GOLDEN=1 updates it)"
+
+
+def test_every_shipped_profile_has_a_golden_script():
+    assert {path.stem for path in PROFILES_DIR.glob("*.toml")} <= {p for p, *_ in GOLDEN_CASES.values()}
+
+
+def test_lumi_script_binds_the_full_project_paths_and_asks_for_gcds():
+    profile = load_profile("lumi-g", overrides=LUMI_ACCOUNT)
+    script = render_sbatch(profile, job_id="x", work_dir=Path("/scratch/project_465000001/q/x"),
+                           resources=_resources(gpus_per_node=2, cpus_per_task=14, mem="120G"))
+    lines = script.splitlines()
+    for directive in ("--account=project_465000001", "--partition=small-g", "--gpus-per-node=2",
+                      "--cpus-per-task=14", "--mem=120G", "--nodes=1"):
+        assert f"#SBATCH {directive}" in lines
+    assert "set -euo pipefail" in lines
+    assert lines[-1] == ("exec singularity exec --bind /scratch/project_465000001,/project/project_465000001 "
+                         "/project/project_465000001/qcos/qcos-sim-rocm.sif python3 -m hpc_jobs.runner "
+                         "/scratch/project_465000001/q/x")
+    assert "MPICH_GPU_SUPPORT_ENABLED" not in script  # one node: no MPI
+
+
+def test_lumi_multinode_runs_one_rank_per_node_with_gpu_aware_mpich():
+    profile = load_profile("lumi-g", overrides=LUMI_ACCOUNT)
+    script = render_sbatch(profile, job_id="x", work_dir=Path("/scratch/project_465000001/q/x"),
+                           resources=_resources(partition="standard-g", nodes=4))
+    assert "export MPICH_GPU_SUPPORT_ENABLED=1" in script
+    assert "exec srun --ntasks-per-node=1 --cpus-per-task=56" in script
+
+
+def test_nvidia_script_asks_for_gres_and_runs_apptainer_with_nv():
+    profile = load_profile("nvidia", overrides={"node": {"gpu_type": "a100"}})
+    script = render_sbatch(profile, job_id="x", work_dir=Path("/scratch/q/x"),
+                           resources=_resources(partition="gpu", gpus_per_node=2))
+    assert "#SBATCH --gres=gpu:a100:2" in script.splitlines()
+    assert "exec apptainer exec --nv --bind /scratch /opt/qcos/qcos-sim-nvidia.sif python3 -m hpc_jobs.runner" in script
+
+
+@pytest.mark.parametrize("account", ["", "project_", "project_12a", "other_465000001"])
+def test_lumi_refuses_to_render_without_a_valid_account(account):
+    profile = load_profile("lumi-g", overrides=LUMI_ACCOUNT)
+    profile = dataclasses.replace(profile, slurm=dataclasses.replace(profile.slurm, account=account))
+    with pytest.raises(ProfileError, match="not a valid account"):
+        render_sbatch(profile, job_id="x", work_dir=Path("/scratch/x"), resources=_resources())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"partition": "small-g\n#SBATCH --uid=0"}, {"time_limit": "soon"}, {"mem": "lots"}, {"nodes": 0},
+     {"method": "statevector; rm -rf /"}],
+)
+def test_bad_resources_never_reach_a_script(change):
+    profile = load_profile("lumi-g", overrides=LUMI_ACCOUNT)
+    with pytest.raises(ValueError):
+        render_sbatch(profile, job_id="x", work_dir=Path("/scratch/x"), resources=_resources(**change))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"container": {"image": "/p/$(id).sif"}}, {"container": {"binds": ["/scratch /etc"]}},
+     {"container": {"flags": ["--nv; id"]}}, {"environment": {"variables": {"lower": "x"}}},
+     {"environment": {"modules": ["rocm; id"]}}, {"partitions": [{"name": "a b", "max_nodes": 1}]},
+     {"node": {"gpus": -1}}, {"simulator": {"memory_headroom": 0.5}}],
+)
+def test_site_values_that_reach_shell_lines_are_validated(overrides):
+    with pytest.raises(ProfileError):
+        load_profile("lumi-g", overrides={**LUMI_ACCOUNT, **overrides})
