@@ -26,6 +26,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,13 +35,14 @@ from hpc_jobs.circuits import CircuitError, load_circuit, summarize
 from hpc_jobs.executors.base import ExecutorError
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.rendering import slurm_job_name
-from hpc_jobs.sizing import estimate_runtime_seconds
+from hpc_jobs.sizing import JobResources, SizingError, size_job
 from hpc_jobs.staging import remove_work_dir, stage_job, work_dir_for
 from hpc_jobs.workdir import RunParameters
 
 from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
 from gateway.models import Job, User, utcnow
 from gateway.quotas import check_job_size, release_daily_job, reserve_daily_job, tier_of, utc_day
+from gateway.tiers import Tier
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
 
@@ -75,22 +77,15 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
             existing = session.get(Job, request.job_id)
         if existing is not None:
             return Submission(_existing_for_retry(runtime, user, request.job_id, fingerprint), created=False)
-    try:
-        circuit = load_circuit(request.qasm)
-    except CircuitError as exc:
-        raise CircuitInvalid(f"Invalid circuit: {exc}") from None
-    summary = summarize(circuit)
-    tier = tier_of(runtime.tiers, user.tier)
-    check_job_size(tier, num_qubits=summary.num_qubits, shots=request.shots)
+    plan = plan_job(runtime, user, request)
+    tier, resources = plan.tier, plan.resources
     job_id = request.job_id or str(uuid.uuid4())
     settings, profile = runtime.settings, runtime.profile
     work_dir = work_dir_for(settings.work_root, job_id)
-    estimate = estimate_runtime_seconds(
-        summary.num_qubits, summary.size, request.shots, clifford=summary.is_clifford
-    )
+    estimate = _clamp_seconds(resources.estimated_runtime_seconds)
     job = Job(
         id=job_id, user_id=user.id, status=JobStatus.QUEUED.value, qasm=request.qasm, shots=request.shots,
-        num_qubits=summary.num_qubits, request_hash=fingerprint, executor=runtime.executor.name,
+        num_qubits=plan.num_qubits, request_hash=fingerprint, executor=runtime.executor.name,
         cluster_profile=profile.name, work_dir=str(work_dir), estimated_time_seconds=estimate,
         created_at=utcnow(),
     )
@@ -101,13 +96,11 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
     except IntegrityError:
         return Submission(_existing_for_retry(runtime, user, job_id, fingerprint), created=False)
 
-    params = RunParameters(
-        job_id=job_id, shots=request.shots, seed=secrets.randbelow(2**31),
-        method=profile.simulator.method, device=profile.simulator.device,
-        custatevec=profile.simulator.custatevec, precision=profile.simulator.precision,
-    )
+    params = RunParameters(job_id=job_id, shots=request.shots, seed=secrets.randbelow(2**31),
+                           **resources.run_options())
     try:
-        stage_job(settings.work_root, job_id=job_id, qasm=request.qasm, params=params, profile=profile)
+        stage_job(settings.work_root, job_id=job_id, qasm=request.qasm, params=params, profile=profile,
+                  resources=resources)
         scheduler_job_id = runtime.executor.submit(work_dir, job_name=slurm_job_name(job_id))
     except Exception as exc:
         # Whatever went wrong, the job must not stay half-written.
@@ -121,13 +114,74 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
         raise
 
     now = utcnow()
+    # The queue's own view: Slurm's expected start (squeue --start), when it has one yet.
+    wait = _expected_wait_seconds(runtime, scheduler_job_id)
+    if wait:
+        job.estimated_time_seconds = _clamp_seconds(wait + resources.estimated_runtime_seconds)
     with runtime.db.transaction() as session:
         session.execute(
-            update(Job).where(Job.id == job_id).values(scheduler_job_id=scheduler_job_id, submitted_at=now)
+            update(Job).where(Job.id == job_id).values(scheduler_job_id=scheduler_job_id, submitted_at=now,
+                                                       estimated_time_seconds=job.estimated_time_seconds)
         )
     job.scheduler_job_id, job.submitted_at = scheduler_job_id, now
     log.info("job %s submitted as %s job %s", job_id, runtime.executor.name, scheduler_job_id)
     return Submission(job, created=True)
+
+
+#: Estimates are hints; keep them within a 32-bit column (about 68 years).
+_MAX_ESTIMATE_SECONDS = 2**31 - 1
+
+
+def _clamp_seconds(seconds: int) -> int:
+    return max(1, min(int(seconds), _MAX_ESTIMATE_SECONDS))
+
+
+def _expected_wait_seconds(runtime: Runtime, scheduler_job_id: str) -> int | None:
+    """Seconds until Slurm expects the job to start, or ``None`` (unknown, or
+    an executor without a queue estimate). Never raises: it is only a hint."""
+    expected_start = getattr(runtime.executor, "expected_start", None)
+    if expected_start is None:
+        return None
+    try:
+        start = expected_start(scheduler_job_id)
+    except ExecutorError as exc:
+        log.info("no start estimate for %s: %s", scheduler_job_id, exc)
+        return None
+    if start is None:
+        return None
+    return max(0, int((start - datetime.now()).total_seconds()))
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A validated submission: the caller's tier, the circuit's size and the resources it needs."""
+
+    tier: Tier
+    num_qubits: int
+    resources: JobResources
+
+
+def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
+    """Validate the circuit, check the tier's per-job limits and size the job.
+
+    Raises :class:`CircuitInvalid` for a circuit that is invalid or cannot fit
+    the cluster profile's largest allocation (the message says needed vs
+    available memory), :class:`QuotaExceeded` (403) over the tier's limits.
+    Stores nothing.
+    """
+    try:
+        circuit = load_circuit(request.qasm)
+    except CircuitError as exc:
+        raise CircuitInvalid(f"Invalid circuit: {exc}") from None
+    summary = summarize(circuit)
+    tier = tier_of(runtime.tiers, user.tier)
+    check_job_size(tier, num_qubits=summary.num_qubits, shots=request.shots)
+    try:
+        resources = size_job(runtime.profile, num_qubits=summary.num_qubits, num_operations=summary.size,
+                             shots=request.shots, clifford=summary.is_clifford)
+    except SizingError as exc:
+        raise CircuitInvalid(f"The circuit cannot run on this cluster: {exc}") from None
+    return JobPlan(tier, summary.num_qubits, resources)
 
 
 def _existing_for_retry(runtime: Runtime, user: User, job_id: str, fingerprint: str) -> Job:
@@ -227,28 +281,26 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
 
     Runs ``sbatch --test-only`` where the executor can (Slurm): its answer
     (start estimate and partition, or Slurm's refusal) is in
-    ``slurm_test_only``. Raises what :func:`submit` raises before storing
-    anything (400, 403); the daily limit is not consumed.
+    ``slurm_test_only``. Raises what :func:`plan_job` raises; the daily limit
+    is not consumed.
     """
+    import dataclasses
     import tempfile
 
     from hpc_jobs.rendering import render_sbatch
 
-    try:
-        circuit = load_circuit(request.qasm)
-    except CircuitError as exc:
-        raise CircuitInvalid(f"Invalid circuit: {exc}") from None
-    summary = summarize(circuit)
-    check_job_size(tier_of(runtime.tiers, user.tier), num_qubits=summary.num_qubits, shots=request.shots)
+    plan = plan_job(runtime, user, request)
     job_id = request.job_id or f"dry-run-{uuid.uuid4().hex[:12]}"
     profile, settings = runtime.profile, runtime.settings
-    script = render_sbatch(profile, job_id=job_id, work_dir=work_dir_for(settings.work_root, job_id))
+    script = render_sbatch(profile, job_id=job_id, work_dir=work_dir_for(settings.work_root, job_id),
+                           resources=plan.resources)
     test_only = None
     if hasattr(runtime.executor, "test_only"):
-        params = RunParameters(job_id=job_id, shots=request.shots, seed=0)
+        params = RunParameters(job_id=job_id, shots=request.shots, seed=0, **plan.resources.run_options())
         settings.work_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=settings.work_root, prefix=".dry-run-") as scratch:
-            staged = stage_job(scratch, job_id=job_id, qasm=request.qasm, params=params, profile=profile)
+            staged = stage_job(scratch, job_id=job_id, qasm=request.qasm, params=params, profile=profile,
+                               resources=plan.resources)
             try:
                 estimate = runtime.executor.test_only(staged, job_name=slurm_job_name(job_id))
                 test_only = {"accepted": True, "start": estimate.start.isoformat() if estimate.start else None,
@@ -256,10 +308,9 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
             except ExecutorError as exc:
                 test_only = {"accepted": False, "error": str(exc)}
     return {
-        "dry_run": True, "job_id": job_id, "num_qubits": summary.num_qubits, "shots": request.shots,
-        "estimated_time_seconds": estimate_runtime_seconds(summary.num_qubits, summary.size, request.shots,
-                                                           clifford=summary.is_clifford),
-        "sbatch_script": script, "slurm_test_only": test_only,
+        "dry_run": True, "job_id": job_id, "num_qubits": plan.num_qubits, "shots": request.shots,
+        "estimated_time_seconds": _clamp_seconds(plan.resources.estimated_runtime_seconds),
+        "sbatch_script": script, "slurm_test_only": test_only, "resources": dataclasses.asdict(plan.resources),
     }
 
 

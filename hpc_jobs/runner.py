@@ -34,6 +34,7 @@ compute node's container has only Qiskit and Aer.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -261,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runner: {work_dir} is not a directory", file=sys.stderr)
         return EXIT_USAGE
 
-    # A requeued job must not leave the previous attempt's outcome behind.
-    _remove(work_dir / RESULT_FILE)
-    _remove(work_dir / ERROR_FILE)
+    # In a multi-node (MPI) job every rank simulates its part; only rank 0
+    # owns the work dir's outcome files.
+    writer = mpi_rank() == 0
+    if writer:
+        # A requeued job must not leave the previous attempt's outcome behind.
+        _remove(work_dir / RESULT_FILE)
+        _remove(work_dir / ERROR_FILE)
     try:
         document = run_job(work_dir)
     except RunError as error:
@@ -271,12 +276,28 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # anything unforeseen still ends in error.json
         reason = f"internal error in the runner: {type(error).__name__}: {error}"
     else:
-        write_json_atomically(work_dir / RESULT_FILE, document)
+        if writer:
+            write_json_atomically(work_dir / RESULT_FILE, document)
         return EXIT_OK
 
     print(f"runner: {reason}", file=sys.stderr)
-    write_json_atomically(work_dir / ERROR_FILE, {"error": reason})
+    if writer:
+        write_json_atomically(work_dir / ERROR_FILE, {"error": reason})
     return EXIT_FAILED
+
+
+#: Environment variables that carry a process's MPI rank, by launcher
+#: (Slurm's srun, Open MPI, MPICH/Cray PMI).
+_RANK_VARIABLES = ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+
+
+def mpi_rank() -> int:
+    """This process's MPI rank (0 when not launched as one of several ranks)."""
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 if __name__ == "__main__":

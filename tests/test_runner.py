@@ -253,3 +253,24 @@ def test_the_runner_imports_neither_flask_sqlalchemy_nor_the_gateway():
         capture_output=True, text=True, timeout=60,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_only_rank_zero_writes_the_outcome(tmp_path):
+    """In a multi-node job every MPI rank runs the runner; one result file only."""
+    import json as _json
+    import subprocess as _subprocess
+    import sys as _sys
+
+    from hpc_jobs.workdir import CIRCUIT_FILE, PARAMS_FILE, RESULT_FILE, RunParameters
+
+    (tmp_path / CIRCUIT_FILE).write_text(
+        'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; creg c[1]; x q[0]; measure q -> c;')
+    (tmp_path / PARAMS_FILE).write_text(RunParameters(job_id="ranks", shots=8, seed=1).to_json())
+    import os as _os
+
+    for rank, writes in (("1", False), ("0", True)):
+        done = _subprocess.run([_sys.executable, "-m", "hpc_jobs.runner", str(tmp_path)],
+                               env={**_os.environ, "SLURM_PROCID": rank}, capture_output=True, timeout=120)
+        assert done.returncode == 0
+        assert (tmp_path / RESULT_FILE).exists() is writes
+    assert _json.loads((tmp_path / RESULT_FILE).read_text())["counts"] == {"1": 8}

@@ -8,6 +8,7 @@ how their answers combine.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Collection, Sequence, TypeVar
 
@@ -24,6 +25,7 @@ from hpc_jobs.slurm.commands import (
     SinfoRow,
     Squeue,
     SqueueAll,
+    SqueueStart,
     SqueueRow,
     StartEstimate,
 )
@@ -150,6 +152,11 @@ class SlurmExecutor:
         """
         if scheduler_job_ids:
             self._run(Scancel(set(scheduler_job_ids)))
+
+    def expected_start(self, scheduler_job_id: str) -> datetime | None:
+        """When Slurm expects a pending job to start (``squeue --start``), as naive
+        controller-local time; ``None`` when it has no estimate. One call."""
+        return self._run(SqueueStart(scheduler_job_id))
 
     def queue(self) -> list[SqueueRow]:
         """The live queue (every job squeue shows this account), one call.

@@ -426,6 +426,35 @@ class Squeue(SlurmCommand[dict[str, SqueueRow]]):
 
 
 @dataclass(frozen=True)
+class SqueueStart(SlurmCommand["datetime | None"]):
+    """``squeue --start`` for one job: when the scheduler expects it to start.
+
+    Only pending jobs have an expected start; for others, and while the
+    scheduler has not planned the job yet (``N/A``), the answer is ``None``.
+    """
+
+    job_id: str
+
+    def __post_init__(self) -> None:
+        validate_job_id(self.job_id)
+
+    def argv(self) -> list[str]:
+        return ["squeue", "--start", "--noheader", "--format=%i|%S", f"--jobs={self.job_id}"]
+
+    def parse(self, result: CommandResult) -> datetime | None:
+        """Naive controller-local time, or ``None``. Raises :class:`ExecutorError` on failure."""
+        if result.returncode != 0:
+            if "invalid job id specified" in (result.stderr + result.stdout).lower():
+                return None
+            _raise_for(result)
+        for line in result.stdout.splitlines():
+            job_id, _, start = line.partition("|")
+            if job_id.strip() == self.job_id:
+                return parse_slurm_datetime(start.strip())
+        return None
+
+
+@dataclass(frozen=True)
 class SqueueAll(Squeue):
     """``squeue`` of the whole live queue the caller may see, in one call
     (for admins: the cluster's queue, not only our jobs)."""

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from gateway.models import Job
 from tests.conftest import BELL, make_user
-from tests.helpers import TOO_BIG_FOR_MEMORY, drive_until_final
+from tests.helpers import TOO_BIG_FOR_MEMORY, drive_until_final, lose_circuit_file
 
 
 def _post(client, key, body, **headers):
@@ -157,6 +157,24 @@ class TestExecute:
         _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")
         assert time.monotonic() - started < 2
 
+    def test_a_circuit_too_big_for_the_cluster_is_refused_with_needed_vs_available(self, client, runtime, api_key):
+        detail = _assert_error(_post(client, api_key, {"qasm": TOO_BIG_FOR_MEMORY, "shots": 10}), 400,
+                               "CIRCUIT_INVALID")["detail"]
+        assert "34-qubit" in detail and "GiB" in detail and "largest allocation" in detail
+        assert _job_count(runtime) == 0
+
+    def test_sizing_chooses_the_method_the_runner_uses(self, client, runtime, api_key, settings):
+        from hpc_jobs.workdir import PARAMS_FILE, RunParameters
+
+        ghz = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[60]; creg c[60]; h q[0]; ' + " ".join(
+            f"cx q[{i}],q[{i + 1}];" for i in range(59)) + " measure q -> c;"
+        runtime.tiers = {**runtime.tiers, "pro": replace(runtime.tiers["pro"], max_qubits=100)}
+        clifford = _post(client, api_key, {"qasm": ghz, "shots": 10}).get_json()["job_id"]
+        plain = _post(client, api_key, {"qasm": BELL.replace("h q[0];", "t q[0];"), "shots": 10}).get_json()
+        methods = [RunParameters.from_json((settings.work_root / job / PARAMS_FILE).read_text()).method
+                   for job in (clifford, plain["job_id"])]
+        assert methods == ["stabilizer", "statevector"]
+
     def test_opaque_gate_is_refused_at_submission(self, client, runtime, api_key):
         qasm = 'OPENQASM 2.0; include "qelib1.inc"; opaque magic a; qreg q[1]; creg c[1]; magic q[0]; measure q -> c;'
         detail = _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")["detail"]
@@ -220,10 +238,11 @@ class TestResults:
     def test_bad_query_parameters_are_invalid_request(self, client, api_key, query):
         _assert_error(client.get(f"/results/any?{query}", headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
 
-    def test_failed_job_answers_job_failed_with_its_reason(self, client, runtime, api_key):
-        job_id = _post(client, api_key, {"qasm": TOO_BIG_FOR_MEMORY, "shots": 10}).get_json()["job_id"]
+    def test_failed_job_answers_job_failed_with_its_reason(self, client, runtime, api_key, settings):
+        job_id = _post(client, api_key, {"qasm": BELL, "shots": 10}).get_json()["job_id"]
+        lose_circuit_file(settings.work_root / job_id)
         job = drive_until_final(runtime, job_id)
-        assert job.status == "failed"
+        assert job.status == "failed" and "circuit.qasm" in job.error
         body = _assert_error(client.get(f"/results/{job_id}", headers={"X-API-Key": api_key}), 409, "JOB_FAILED")
         assert job.error and job.error in body["detail"]
         status = client.get(f"/status/{job_id}", headers={"X-API-Key": api_key}).get_json()
