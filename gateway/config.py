@@ -21,6 +21,14 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_RESULTS_MAX_WAIT``       upper bound of ``/results?timeout=`` (300)
 ``QCOS_QUEUE_CHECK_TTL``        seconds ``queue_connected`` is cached (10)
 ``QCOS_MAX_BODY_BYTES``         largest request body accepted (2 MiB)
+``QCOS_SLURM_ACCOUNT``          ``--account`` for every job, overriding the
+                                profile's (LUMI: ``project_<id>``)
+``QCOS_SSH_HOST``               run Slurm commands on this login node over
+                                SSH (with ``QCOS_EXECUTOR=slurm``); work dirs
+                                go to ``QCOS_WORK_ROOT`` on the cluster by SFTP
+``QCOS_SSH_PORT``, ``QCOS_SSH_USER``, ``QCOS_SSH_KEY``, ``QCOS_SSH_KNOWN_HOSTS``
+                                port (22), user, private key file and the
+                                known_hosts file the host key must be in
 ``QCOS_LOG_LEVEL``              ``INFO`` by default
 ``QCOS_TIERS_FILE``             tiers, quotas and rate limits (default
                                 ``deploy/tiers.toml``)
@@ -127,6 +135,12 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
     tiers_file: Path = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
+    ssh_host: str = ""
+    ssh_port: int = 22
+    ssh_user: str = ""
+    ssh_key: Path | None = None
+    ssh_known_hosts: Path | None = None
+    slurm_account: str = ""
     ratelimit_enabled: bool = True
     ratelimit_storage_uri: str = "memory://"
     ratelimit_key_prefix: str = "qcos"
@@ -153,12 +167,30 @@ class Settings:
         executor = env.get("QCOS_EXECUTOR", "local") or "local"
         if executor not in ("local", "slurm"):
             raise ConfigError(f"QCOS_EXECUTOR must be 'local' or 'slurm', not {executor!r}")
+        ssh_host = (env.get("QCOS_SSH_HOST") or "").strip()
+        ssh = {}
+        if ssh_host:
+            missing = [name for name in ("QCOS_SSH_USER", "QCOS_SSH_KEY", "QCOS_SSH_KNOWN_HOSTS", "QCOS_WORK_ROOT")
+                       if not env.get(name)]
+            if executor != "slurm" or missing:
+                raise ConfigError("QCOS_SSH_HOST needs QCOS_EXECUTOR=slurm and "
+                                  + ", ".join(missing or ["QCOS_EXECUTOR=slurm"]))
+            if not env["QCOS_WORK_ROOT"].startswith("/"):
+                raise ConfigError("QCOS_WORK_ROOT must be an absolute path on the cluster")
+            ssh = {"ssh_host": ssh_host, "ssh_port": _whole_number(env, "QCOS_SSH_PORT", 22),
+                   "ssh_user": env["QCOS_SSH_USER"], "ssh_key": Path(env["QCOS_SSH_KEY"]),
+                   "ssh_known_hosts": Path(env["QCOS_SSH_KNOWN_HOSTS"])}
+        # Over SSH the work root is a path on the cluster: never resolved here.
+        work_root = Path(env["QCOS_WORK_ROOT"]) if ssh_host else Path(
+            env.get("QCOS_WORK_ROOT") or state_dir / "jobs").resolve()
         return cls(
             state_dir=state_dir,
             database_url=normalize_database_url(database_url),
             executor=executor,
             cluster_profile=env.get("QCOS_CLUSTER_PROFILE") or "dev",
-            work_root=Path(env.get("QCOS_WORK_ROOT") or state_dir / "jobs").resolve(),
+            work_root=work_root,
+            slurm_account=(env.get("QCOS_SLURM_ACCOUNT") or "").strip(),
+            **ssh,
             poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 2.0, minimum=0.05),
             missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),
             results_max_wait_seconds=_number(env, "QCOS_RESULTS_MAX_WAIT", 300.0),

@@ -33,10 +33,10 @@ from sqlalchemy.exc import IntegrityError
 
 from hpc_jobs.circuits import CircuitError, load_circuit, summarize
 from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.transports.base import TransportError
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.rendering import slurm_job_name
 from hpc_jobs.sizing import JobResources, SizingError, size_job
-from hpc_jobs.staging import remove_work_dir, stage_job, work_dir_for
 from hpc_jobs.workdir import RunParameters
 
 from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
@@ -80,8 +80,8 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
     plan = plan_job(runtime, user, request)
     tier, resources = plan.tier, plan.resources
     job_id = request.job_id or str(uuid.uuid4())
-    settings, profile = runtime.settings, runtime.profile
-    work_dir = work_dir_for(settings.work_root, job_id)
+    profile = runtime.profile
+    work_dir = runtime.work_dirs.path_for(job_id)
     estimate = _clamp_seconds(resources.estimated_runtime_seconds)
     job = Job(
         id=job_id, user_id=user.id, status=JobStatus.QUEUED.value, qasm=request.qasm, shots=request.shots,
@@ -99,17 +99,20 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
     params = RunParameters(job_id=job_id, shots=request.shots, seed=secrets.randbelow(2**31),
                            **resources.run_options())
     try:
-        stage_job(settings.work_root, job_id=job_id, qasm=request.qasm, params=params, profile=profile,
-                  resources=resources)
+        runtime.work_dirs.stage(job_id=job_id, qasm=request.qasm, params=params, profile=profile,
+                                resources=resources)
         scheduler_job_id = runtime.executor.submit(work_dir, job_name=slurm_job_name(job_id))
     except Exception as exc:
         # Whatever went wrong, the job must not stay half-written.
         log.error("submission of job %s failed: %s", job_id, exc)
-        remove_work_dir(work_dir)
+        try:
+            runtime.work_dirs.remove(work_dir)
+        except (OSError, TransportError) as cleanup:
+            log.warning("could not remove the work dir of job %s: %s", job_id, cleanup)
         with runtime.db.transaction() as session:
             session.execute(delete(Job).where(Job.id == job_id))
             release_daily_job(session, user_id=user.id, day=utc_day(job.created_at))
-        if isinstance(exc, (ExecutorError, OSError)):
+        if isinstance(exc, (ExecutorError, OSError, TransportError)):
             raise ServiceUnavailable("The scheduler did not accept the job; nothing was stored. Retry later.") from None
         raise
 
@@ -285,28 +288,26 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
     is not consumed.
     """
     import dataclasses
-    import tempfile
 
     from hpc_jobs.rendering import render_sbatch
 
     plan = plan_job(runtime, user, request)
     job_id = request.job_id or f"dry-run-{uuid.uuid4().hex[:12]}"
-    profile, settings = runtime.profile, runtime.settings
-    script = render_sbatch(profile, job_id=job_id, work_dir=work_dir_for(settings.work_root, job_id),
+    profile = runtime.profile
+    script = render_sbatch(profile, job_id=job_id, work_dir=runtime.work_dirs.path_for(job_id),
                            resources=plan.resources)
     test_only = None
     if hasattr(runtime.executor, "test_only"):
         params = RunParameters(job_id=job_id, shots=request.shots, seed=0, **plan.resources.run_options())
-        settings.work_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=settings.work_root, prefix=".dry-run-") as scratch:
-            staged = stage_job(scratch, job_id=job_id, qasm=request.qasm, params=params, profile=profile,
-                               resources=plan.resources)
-            try:
+        try:
+            with runtime.work_dirs.scratch() as scratch:
+                staged = scratch.stage(job_id=job_id, qasm=request.qasm, params=params, profile=profile,
+                                       resources=plan.resources)
                 estimate = runtime.executor.test_only(staged, job_name=slurm_job_name(job_id))
-                test_only = {"accepted": True, "start": estimate.start.isoformat() if estimate.start else None,
-                             "partition": estimate.partition, "nodes": estimate.nodes}
-            except ExecutorError as exc:
-                test_only = {"accepted": False, "error": str(exc)}
+            test_only = {"accepted": True, "start": estimate.start.isoformat() if estimate.start else None,
+                         "partition": estimate.partition, "nodes": estimate.nodes}
+        except (ExecutorError, TransportError, OSError) as exc:
+            test_only = {"accepted": False, "error": str(exc)}
     return {
         "dry_run": True, "job_id": job_id, "num_qubits": plan.num_qubits, "shots": request.shots,
         "estimated_time_seconds": _clamp_seconds(plan.resources.estimated_runtime_seconds),

@@ -53,7 +53,8 @@ def run_cycle(runtime: Runtime) -> list[JobUpdate]:
                             row.submitted_at or row.created_at, row.last_seen_at))
     _fail_stale_unsubmitted(runtime, unsubmitted, now)
     updates = poll_cycle(runtime.executor, live, now=now,
-                         missing_grace_seconds=runtime.settings.missing_grace_seconds)
+                         missing_grace_seconds=runtime.settings.missing_grace_seconds,
+                         read_text=runtime.work_dirs.read_text)
     for change in updates:
         _apply(runtime, change, now)
     return updates

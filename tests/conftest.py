@@ -14,6 +14,7 @@ from gateway.config import Settings
 from gateway.migrations import upgrade_database
 from tests.components import POSTGRES_URL, missing
 from tests.slurm_fixtures import *  # noqa: F401,F403 - slurm_cluster fixture
+from tests.sshd_fixtures import sshd_server  # noqa: F401 - fixture
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "qasmbench"

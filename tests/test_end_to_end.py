@@ -141,3 +141,27 @@ def _direct_aer_counts(qasm: str, shots: int) -> dict[str, int]:
 def _total_variation(a: dict[str, int], b: dict[str, int]) -> float:
     total_a, total_b = sum(a.values()), sum(b.values())
     return 0.5 * sum(abs(a.get(k, 0) / total_a - b.get(k, 0) / total_b) for k in set(a) | set(b))
+
+
+@pytest.mark.slurm
+@pytest.mark.postgres
+def test_the_gateway_reaches_slurm_over_ssh(tmp_path, slurm_cluster, sshd_server, postgres_url):
+    """The LUMI setup in miniature: Slurm commands on a "login node" over SSH,
+    work dirs uploaded and results read back by SFTP, nothing shared but SSH."""
+    remote_root = tmp_path / "cluster-scratch"  # the cluster's file system, reached only over SFTP
+    env = {"QCOS_SSH_HOST": sshd_server.host, "QCOS_SSH_PORT": str(sshd_server.port),
+           "QCOS_SSH_USER": sshd_server.username, "QCOS_SSH_KEY": str(sshd_server.user_key),
+           "QCOS_SSH_KNOWN_HOSTS": str(sshd_server.known_hosts), "QCOS_WORK_ROOT": str(remote_root)}
+    logins_before = sshd_server.logins()
+    with gateway_stack(tmp_path, database_url=postgres_url, executor="slurm", env=env) as stack:
+        assert requests.get(stack.base_url + "/", timeout=10).json()["queue_connected"] is True
+        job = stack.submit(BELL, 512, job_id="bell-over-ssh")
+        _assert_bell(stack.wait_final(job["job_id"]), 512)
+        assert (remote_root / "bell-over-ssh" / "result.json").exists()
+        assert not (tmp_path / "state" / "staging" / "bell-over-ssh").exists()
+        dry = requests.post(f"{stack.base_url}/execute?dry_run=true", json={"qasm": BELL, "shots": 10},
+                            headers=stack.headers(), timeout=30).json()
+        assert dry["slurm_test_only"]["accepted"] is True
+    # One connection per process (2 gunicorn workers, the poller, the CLI's none),
+    # not one per command: dozens of Slurm calls and SFTP transfers happened.
+    assert sshd_server.logins() - logins_before <= 4

@@ -19,8 +19,7 @@ from hpc_jobs.lifecycle import base_state, status_for_slurm_state
 from hpc_jobs.transports import SSHTransport, TransportError
 from hpc_jobs.transports.ssh import MAX_READ_BYTES, remote_command
 from hpc_jobs.workdir import SCRIPT_FILE, STDOUT_FILE
-from tests.slurm_fixtures import slurm_cluster  # noqa: F401  (fixture)
-from tests.sshd_fixtures import SSHServer, free_port, generate_key, sshd_server  # noqa: F401  (fixture)
+from tests.sshd_fixtures import SSHServer, free_port, generate_key
 
 MiB = 1024 * 1024
 
