@@ -40,3 +40,17 @@ def drive_until_final(runtime, job_id: str, *, timeout: float = 90.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
         time.sleep(0.2)
+
+
+def wait_for_observation(executor, scheduler_job_id: str, predicate, limit: float = 90.0):
+    """Observe one scheduler job until ``predicate(observation)`` holds; fails the test after ``limit`` s."""
+    import pytest
+
+    deadline = time.monotonic() + limit
+    seen = None
+    while time.monotonic() < deadline:
+        seen = executor.observe([scheduler_job_id]).get(scheduler_job_id)
+        if seen is not None and predicate(seen):
+            return seen
+        time.sleep(0.3)
+    pytest.fail(f"job {scheduler_job_id} never reached the expected state; last seen {seen}")

@@ -14,6 +14,7 @@ from hpc_jobs.lifecycle import base_state, status_for_slurm_state
 from hpc_jobs.slurm.commands import Squeue
 from hpc_jobs.transports.base import CommandResult, TransportError
 from hpc_jobs.workdir import SCRIPT_FILE, STDERR_FILE, STDOUT_FILE
+from tests.helpers import wait_for_observation
 from tests.slurm_fixtures import slurm_cluster  # noqa: F401  (fixture)
 
 # ------------------------------------------------------------------ fake transport
@@ -174,17 +175,6 @@ def job_name() -> str:
     return "qcos-test-" + secrets.token_hex(4)
 
 
-def wait_for(executor: SlurmExecutor, job_id: str, predicate, limit: float = 90.0) -> JobObservation:
-    deadline = time.monotonic() + limit
-    seen = None
-    while time.monotonic() < deadline:
-        seen = executor.observe([job_id]).get(job_id)
-        if seen is not None and predicate(seen):
-            return seen
-        time.sleep(0.5)
-    pytest.fail(f"job {job_id} never reached the expected state; last seen {seen}")
-
-
 def is_final(observation: JobObservation) -> bool:
     return status_for_slurm_state(observation.state)[0].is_final
 
@@ -205,7 +195,7 @@ def test_a_job_runs_to_completed_and_sacct_has_its_exit_code(executor, tmp_path)
     job_id = executor.submit(directory, job_name=job_name())
     assert job_id.isdigit()
 
-    done = wait_for(executor, job_id, lambda o: o.source == "sacct" and is_final(o))
+    done = wait_for_observation(executor, job_id, lambda o: o.source == "sacct" and is_final(o))
 
     assert (done.state, done.exit_code) == ("COMPLETED", "0:0")
     assert (directory / STDOUT_FILE).read_text() == f"hello from {job_id} in {directory}\n"
@@ -215,19 +205,19 @@ def test_a_job_runs_to_completed_and_sacct_has_its_exit_code(executor, tmp_path)
 @pytest.mark.slurm
 def test_a_failing_job_is_failed_with_its_exit_status(executor, tmp_path):
     job_id = executor.submit(work_dir(tmp_path, "exit 3\n"), job_name=job_name())
-    done = wait_for(executor, job_id, is_final)
+    done = wait_for_observation(executor, job_id, is_final)
     assert (done.state, done.exit_code, done.source) == ("FAILED", "3:0", "sacct")
 
 
 @pytest.mark.slurm
 def test_a_cancelled_job_ends_cancelled(executor, tmp_path):
     job_id = executor.submit(work_dir(tmp_path, "sleep 300\n"), job_name=job_name())
-    live = wait_for(executor, job_id, lambda o: o.source == "squeue")
+    live = wait_for_observation(executor, job_id, lambda o: o.source == "squeue")
     assert live.state in {"PENDING", "RUNNING", "CONFIGURING"}
 
     executor.cancel([job_id])
 
-    done = wait_for(executor, job_id, is_final)
+    done = wait_for_observation(executor, job_id, is_final)
     assert base_state(done.state) == "CANCELLED"
     executor.cancel([job_id])  # cancelling again is harmless
 
@@ -236,7 +226,7 @@ def test_a_cancelled_job_ends_cancelled(executor, tmp_path):
 def test_observe_by_name_recovers_a_lost_id(executor, tmp_path):
     name = job_name()
     job_id = executor.submit(work_dir(tmp_path, "true\n"), job_name=name)
-    wait_for(executor, job_id, lambda o: o.source == "sacct" and is_final(o))
+    wait_for_observation(executor, job_id, lambda o: o.source == "sacct" and is_final(o))
     # slurmdbd may record the end before the eligible time that sacct's
     # time-window (--name) queries filter on, so allow it a moment.
     deadline = time.monotonic() + 30

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hpc_jobs.executors.base import JobObservation
 from hpc_jobs.executors.slurm import SlurmExecutor
 from hpc_jobs.lifecycle import base_state, status_for_slurm_state
 from hpc_jobs.transports import SSHTransport, TransportError
 from hpc_jobs.transports.ssh import MAX_READ_BYTES, remote_command
 from hpc_jobs.workdir import SCRIPT_FILE, STDOUT_FILE
+from tests.helpers import wait_for_observation
 from tests.sshd_fixtures import SSHServer, free_port, generate_key
 
 MiB = 1024 * 1024
@@ -295,7 +295,7 @@ def test_slurm_jobs_submitted_polled_read_and_cancelled_over_ssh(slurm_cluster, 
     ssh.upload_dir(local, remote)
 
     job_id = executor.submit(remote, job_name=_job_name())
-    done = _wait_for(executor, job_id, lambda o: status_for_slurm_state(o.state)[0].is_final)
+    done = wait_for_observation(executor, job_id, lambda o: status_for_slurm_state(o.state)[0].is_final)
     assert base_state(done.state) == "COMPLETED"
     assert ssh.read_text(remote / "result.txt") == "ok\n"
     assert ssh.read_text(remote / STDOUT_FILE) == "done\n"
@@ -304,9 +304,9 @@ def test_slurm_jobs_submitted_polled_read_and_cancelled_over_ssh(slurm_cluster, 
     sleeper = remote.with_name("sleeper")
     ssh.upload_dir(local, sleeper)
     sleeper_id = executor.submit(sleeper, job_name=_job_name())
-    _wait_for(executor, sleeper_id, lambda o: o.source == "squeue")
+    wait_for_observation(executor, sleeper_id, lambda o: o.source == "squeue")
     executor.cancel([sleeper_id])
-    cancelled = _wait_for(executor, sleeper_id, lambda o: status_for_slurm_state(o.state)[0].is_final)
+    cancelled = wait_for_observation(executor, sleeper_id, lambda o: status_for_slurm_state(o.state)[0].is_final)
     assert base_state(cancelled.state) == "CANCELLED"
     assert ssh.connections_opened == 1
 
@@ -336,12 +336,3 @@ def _job_name() -> str:
     return "qcos-ssh-" + secrets.token_hex(4)
 
 
-def _wait_for(executor: SlurmExecutor, job_id: str, predicate, limit: float = 90.0) -> JobObservation:
-    deadline = time.monotonic() + limit
-    seen = None
-    while time.monotonic() < deadline:
-        seen = executor.observe([job_id]).get(job_id)
-        if seen is not None and predicate(seen):
-            return seen
-        time.sleep(0.3)
-    pytest.fail(f"job {job_id} never reached the expected state; last seen {seen}")
