@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast slurm-up slurm-down bench clean
+.PHONY: install run test lint slurm-up slurm-down bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: install
 	@if [ "$$(id -u)" = 0 ] && command -v slurmctld >/dev/null; then deploy/slurm/slurm-up.sh; \
 	else echo "make test: no local Slurm cluster (needs root and slurm-wlm); Slurm tests will skip"; fi
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check gateway hpc_jobs tests deploy
 
 slurm-up:
 	deploy/slurm/slurm-up.sh

@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-
 #: The checkout: the default state dir is its ``var/``, wherever ``qcos`` runs from.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

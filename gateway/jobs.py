@@ -31,20 +31,19 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hpc_jobs.circuits import CircuitError, load_circuit, summarize
-from hpc_jobs.executors.base import ExecutorError
-from hpc_jobs.transports.base import TransportError
-from hpc_jobs.lifecycle import JobStatus
-from hpc_jobs.rendering import slurm_job_name
-from hpc_jobs.sizing import JobResources, SizingError, size_job
-from hpc_jobs.workdir import RunParameters
-
 from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
 from gateway.models import Job, User, utcnow
 from gateway.quotas import check_job_size, release_daily_job, reserve_daily_job, tier_of, utc_day
-from gateway.tiers import Tier
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
+from gateway.tiers import Tier
+from hpc_jobs.circuits import CircuitError, load_circuit, summarize
+from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.lifecycle import JobStatus
+from hpc_jobs.rendering import slurm_job_name
+from hpc_jobs.sizing import JobResources, SizingError, size_job
+from hpc_jobs.transports.base import TransportError
+from hpc_jobs.workdir import RunParameters
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Iterable
 
 from flask import Blueprint, Response, current_app, render_template_string, send_from_directory
+from spectree import Response as SpecResponse
 from spectree import SecurityScheme, SpecTree
 from spectree.models import InType, SecureType, SecuritySchemeData
-from spectree import Response as SpecResponse
 
 from gateway import __version__
 from gateway.schemas import ErrorResponse

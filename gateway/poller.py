@@ -18,12 +18,11 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from gateway.models import Job, utcnow
+from gateway.runtime import Runtime
 from hpc_jobs.executors.base import ExecutorError
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.poller import JobUpdate, LiveJob, poll_cycle
-
-from gateway.models import Job, utcnow
-from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

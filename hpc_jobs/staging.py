@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Iterator

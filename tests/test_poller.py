@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.models import utcnow
 from hpc_jobs.executors.base import JobObservation
 from hpc_jobs.executors.local import LocalExecutor
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.poller import LiveJob, poll_cycle
 from hpc_jobs.workdir import ERROR_FILE, RESULT_FILE, SCRIPT_FILE
-
-from gateway.models import utcnow
 
 
 def _finished_job(executor, root: Path, name: str, script: str, *, shots=10, files=None) -> LiveJob:

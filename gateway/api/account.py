@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import func, select
 
-from hpc_jobs.lifecycle import JobStatus
-
 from gateway.auth import require_api_key
 from gateway.errors import InvalidRequest
 from gateway.models import Job, utcnow
-from gateway.quotas import jobs_on, tier_of, utc_day
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
+from gateway.quotas import jobs_on, tier_of, utc_day
 from gateway.schemas import PricingResponse, UsageQuery, UsageResponse, UserResponse
+from hpc_jobs.lifecycle import JobStatus
 
 blueprint = Blueprint("account", __name__)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app
-from hpc_jobs.executors.base import ExecutorError
 
 from gateway import jobs
 from gateway.api.jobs import _status_body
@@ -11,6 +10,7 @@ from gateway.auth import require_admin
 from gateway.errors import ServiceUnavailable
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
 from gateway.schemas import AdminClusterResponse, AdminQueueResponse, PartitionEntry, StatusResponse
+from hpc_jobs.executors.base import ExecutorError
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 

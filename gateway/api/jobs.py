@@ -7,8 +7,6 @@ import json
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
 
-from hpc_jobs.lifecycle import JobStatus
-
 from gateway import jobs
 from gateway.auth import require_api_key
 from gateway.errors import InvalidRequest, JobFailed, UnsupportedMediaType
@@ -27,6 +25,7 @@ from gateway.schemas import (
     StatusResponse,
     iso_utc,
 )
+from hpc_jobs.lifecycle import JobStatus
 
 blueprint = Blueprint("jobs", __name__)
 

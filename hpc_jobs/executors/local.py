@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 import platform
 import secrets
-import time
-from datetime import timedelta
 import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Collection
 

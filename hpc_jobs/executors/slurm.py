@@ -20,13 +20,13 @@ from hpc_jobs.slurm.commands import (
     SbatchTestOnly,
     Scancel,
     ScontrolPing,
-    SlurmCommand,
     Sinfo,
     SinfoRow,
+    SlurmCommand,
     Squeue,
     SqueueAll,
-    SqueueStart,
     SqueueRow,
+    SqueueStart,
     StartEstimate,
 )
 from hpc_jobs.transports.base import Transport, TransportError

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-29 18:23:54.972401
 """
-from alembic import op
 import sqlalchemy as sa
-import gateway.models
+from alembic import op
 
+import gateway.models
 
 revision = '0001'
 down_revision = None
