@@ -23,6 +23,7 @@ from gateway.runtime import Runtime
 from hpc_jobs.executors.base import ExecutorError
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.poller import JobUpdate, LiveJob, poll_cycle
+from hpc_jobs.rendering import slurm_job_name
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def run_cycle(runtime: Runtime) -> list[JobUpdate]:
             continue
         live.append(LiveJob(row.id, row.scheduler_job_id, JobStatus(row.status), Path(row.work_dir), row.shots,
                             row.submitted_at or row.created_at, row.last_seen_at))
-    _fail_stale_unsubmitted(runtime, unsubmitted, now)
+    _recover_or_fail_unsubmitted(runtime, unsubmitted, now)
     updates = poll_cycle(runtime.executor, live, now=now,
                          missing_grace_seconds=runtime.settings.missing_grace_seconds,
                          read_text=runtime.work_dirs.read_text)
@@ -59,9 +60,40 @@ def run_cycle(runtime: Runtime) -> list[JobUpdate]:
     return updates
 
 
-def _fail_stale_unsubmitted(runtime: Runtime, rows, now) -> None:
+#: A row still without a Slurm id after this long lost its sbatch answer
+#: (the gateway stopped mid-submission) rather than being in the middle of one.
+RECOVERY_AFTER = timedelta(seconds=30)
+
+
+def _recover_or_fail_unsubmitted(runtime: Runtime, rows, now) -> None:
+    """Rows without a Slurm job id: find their batch job by name (the job name
+    carries the job_id; one sacct call for all of them) and adopt it, or fail
+    the row once the grace period is over."""
+    stale = [row for row in rows if now - row.created_at > RECOVERY_AFTER]
+    observe_by_name = getattr(runtime.executor, "observe_by_name", None)
+    if stale and observe_by_name is not None:
+        names = {slurm_job_name(row.id): row for row in stale}
+        # Only jobs submitted since these rows were written (controller-local
+        # time, as sacct wants it): an older job of the same name is not theirs.
+        since = (min(row.created_at for row in stale) - timedelta(minutes=5)).astimezone()
+        try:
+            found = observe_by_name(list(names), since=since.strftime("%Y-%m-%dT%H:%M:%S"))
+        except ExecutorError as exc:
+            log.warning("could not look up unsubmitted jobs by name: %s", exc)
+            found = {}
+        for name, observations in found.items():
+            row = names[name]
+            newest = observations[-1].scheduler_job_id
+            with runtime.db.transaction() as session:
+                adopted = session.execute(
+                    update(Job).where(Job.id == row.id, Job.scheduler_job_id.is_(None))
+                    .values(scheduler_job_id=newest, submitted_at=now)
+                ).rowcount
+            if adopted:
+                log.info("job %s recovered: Slurm job %s found by its name", row.id, newest)
+        stale = [row for row in stale if slurm_job_name(row.id) not in found]
     grace = timedelta(seconds=runtime.settings.missing_grace_seconds)
-    for row in rows:
+    for row in stale:
         if now - row.created_at > grace:
             with runtime.db.transaction() as session:
                 session.execute(

@@ -165,3 +165,54 @@ def test_the_gateway_reaches_slurm_over_ssh(tmp_path, slurm_cluster, sshd_server
     # One connection per process (2 gunicorn workers, the poller, the CLI's none),
     # not one per command: dozens of Slurm calls and SFTP transfers happened.
     assert sshd_server.logins() - logins_before <= 4
+
+
+@pytest.mark.slurm
+@pytest.mark.postgres
+def test_a_job_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm_cluster, postgres_url):
+    """The gateway stopped between sbatch and recording the Slurm id: the
+    poller finds the batch job by its name (qcos-<job_id>) and adopts it."""
+    import secrets
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from gateway import create_app
+    from gateway.config import Settings
+    from gateway.migrations import upgrade_database
+    from gateway.models import Job, utcnow
+    from gateway.poller import run_cycle
+    from hpc_jobs.workdir import RunParameters
+    from tests.conftest import make_user
+    from tests.helpers import drive_until_final
+
+    upgrade_database(postgres_url)
+    settings = replace(Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
+                                          "QCOS_DATABASE_URL": postgres_url}), missing_grace_seconds=600)
+    runtime = create_app({"QCOS_SETTINGS": settings}).extensions["qcos"]
+    user_id = make_user(runtime)[0]
+    job_id = "lost-answer-" + secrets.token_hex(4)
+    created = utcnow()
+    work_dir = runtime.work_dirs.stage(job_id=job_id, qasm=BELL, profile=runtime.profile,
+                                       params=RunParameters(job_id=job_id, shots=64, seed=3))
+    lost = runtime.executor.submit(work_dir, job_name=f"qcos-{job_id}")  # its answer never reaches the database
+    with runtime.db.transaction() as session:
+        session.add(Job(id=job_id, user_id=user_id, status="queued", qasm=BELL, shots=64, num_qubits=2,
+                        request_hash="-", executor="slurm", cluster_profile="dev", work_dir=str(work_dir),
+                        created_at=created))
+    # The poller looks for such rows once they are RECOVERY_AFTER old; let that time pass.
+    with runtime.db.transaction() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(created_at=created - timedelta(seconds=31)))
+    deadline = time.monotonic() + 30
+    while True:  # slurmdbd indexes a new job by name within moments
+        run_cycle(runtime)
+        with runtime.db.session() as session:
+            adopted = session.get(Job, job_id).scheduler_job_id
+        if adopted or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert adopted == lost
+    job = drive_until_final(runtime, job_id)
+    assert job.status == "completed", job.error
+    assert sum(job.result["counts"].values()) == 64
