@@ -285,10 +285,15 @@ def sbatch(dry: bool, shots: int, qasm_file) -> None:
     # The operator is not bound by any user's tier: size against the largest one.
     largest = max(runtime.tiers.values(), key=lambda tier: (tier.max_qubits, tier.max_shots))
     operator = User(id="operator", email="operator@localhost", tier=largest.name, is_active=True)
+    from pydantic import ValidationError
+
     try:
         answer = dry_run(runtime, operator, ExecuteRequest(qasm=qasm_file.read(), shots=shots))
     except ApiError as exc:
         raise click.ClickException(exc.detail) from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(problems) from None
     click.echo(answer.pop("sbatch_script"), nl=False)
     click.echo("# " + json.dumps(answer, sort_keys=True))
 

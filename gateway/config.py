@@ -19,6 +19,9 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_MISSING_GRACE``          seconds a job may be absent from squeue and
                                 sacct before it fails (default 300)
 ``QCOS_RESULTS_MAX_WAIT``       upper bound of ``/results?timeout=`` (300)
+``QCOS_MAX_WAITING_REQUESTS``   requests per process that may block in
+                                ``/results?wait=true`` at once (16); more are
+                                answered without waiting
 ``QCOS_QUEUE_CHECK_TTL``        seconds ``queue_connected`` is cached (10)
 ``QCOS_MAX_BODY_BYTES``         largest request body accepted (2 MiB)
 ``QCOS_SLURM_ACCOUNT``          ``--account`` for every job, overriding the
@@ -140,6 +143,7 @@ class Settings:
     ssh_key: Path | None = None
     ssh_known_hosts: Path | None = None
     slurm_account: str = ""
+    max_waiting_requests: int = 16
     ratelimit_enabled: bool = True
     ratelimit_storage_uri: str = "memory://"
     ratelimit_key_prefix: str = "qcos"
@@ -189,6 +193,7 @@ class Settings:
             cluster_profile=env.get("QCOS_CLUSTER_PROFILE") or "dev",
             work_root=work_root,
             slurm_account=(env.get("QCOS_SLURM_ACCOUNT") or "").strip(),
+            max_waiting_requests=max(1, _whole_number(env, "QCOS_MAX_WAITING_REQUESTS", 16)),
             **ssh,
             poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 2.0, minimum=0.05),
             missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),

@@ -97,6 +97,13 @@ class UnsupportedMediaType(ApiError):
     error_code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class PayloadTooLarge(ApiError):
+    """The body is over ``QCOS_MAX_BODY_BYTES``."""
+
+    status_code = 413
+    error_code = "PAYLOAD_TOO_LARGE"
+
+
 class JobNotFound(ApiError):
     status_code = 404
     error_code = "JOB_NOT_FOUND"

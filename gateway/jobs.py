@@ -37,7 +37,7 @@ from gateway.quotas import check_job_size, release_daily_job, reserve_daily_job,
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
 from gateway.tiers import Tier
-from hpc_jobs.circuits import CircuitError, load_circuit, summarize
+from hpc_jobs.circuits import CircuitError, load_circuit, simulates_shot_by_shot, summarize
 from hpc_jobs.executors.base import ExecutorError
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.rendering import slurm_job_name
@@ -180,7 +180,8 @@ def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
     check_job_size(tier, num_qubits=summary.num_qubits, shots=request.shots)
     try:
         resources = size_job(runtime.profile, num_qubits=summary.num_qubits, num_operations=summary.size,
-                             shots=request.shots, clifford=summary.is_clifford)
+                             shots=request.shots, clifford=summary.is_clifford,
+                             shot_by_shot=simulates_shot_by_shot(circuit))
     except SizingError as exc:
         raise CircuitInvalid(f"The circuit cannot run on this cluster: {exc}") from None
     return JobPlan(tier, summary.num_qubits, resources)
@@ -209,16 +210,25 @@ def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) ->
 
     Each check is its own short read, so no transaction or connection is
     held while waiting; the pause between checks grows from 0.1 s to 1 s.
+    At most ``QCOS_MAX_WAITING_REQUESTS`` requests of a process wait at once;
+    beyond that the job is answered as it is now (the client polls again).
     """
-    deadline = time.monotonic() + timeout
-    pause = 0.1
-    while True:
-        job = get_job(runtime, user, job_id)
-        remaining = deadline - time.monotonic()
-        if JobStatus(job.status).is_final or remaining <= 0:
-            return job
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 1.5, 1.0)
+    if not runtime.waiting_slots.acquire(blocking=False):
+        # Every waiting slot of this process is taken: answer at once rather
+        # than let long polls starve other requests of threads.
+        return get_job(runtime, user, job_id)
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            job = get_job(runtime, user, job_id)
+            remaining = deadline - time.monotonic()
+            if JobStatus(job.status).is_final or remaining <= 0:
+                return job
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 1.5, 1.0)
+    finally:
+        runtime.waiting_slots.release()
 
 
 def cancel_job(runtime: Runtime, job_id: str, *, user: User | None, reason: str) -> Job:

@@ -80,6 +80,8 @@ class Runtime:
     queue_check: QueueCheck
     tiers: dict[str, Tier]
     work_dirs: WorkDirs
+    #: Requests of this process that may block in ``/results?wait=true`` at once.
+    waiting_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(16))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, executor: Executor | None = None) -> "Runtime":
@@ -96,4 +98,5 @@ class Runtime:
             queue_check=QueueCheck(executor, settings.queue_check_ttl_seconds),
             tiers=load_tiers(settings.tiers_file),
             work_dirs=work_dirs,
+            waiting_slots=threading.BoundedSemaphore(settings.max_waiting_requests),
         )

@@ -184,7 +184,7 @@ class JobListQuery(BaseModel):
 
     status: Literal["queued", "processing", "completed", "failed"] | None = None
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
 
 class JobListResponse(BaseModel):

@@ -487,6 +487,14 @@ def load_circuit(qasm: str, limits: CircuitLimits = CircuitLimits()) -> QuantumC
         raise CircuitError(f"a gate definition could not be expanded: {error}") from None
     if not any(isinstance(operation, Measure) for operation in _operations(circuit)):
         raise CircuitError("the circuit measures no qubits; add measure statements")
+    for instruction in circuit.data:
+        condition = getattr(instruction.operation, "condition", None)
+        if isinstance(condition, tuple) and len(condition) == 2 and isinstance(condition[1], int):
+            target, value = condition
+            width = len(target) if hasattr(target, "__len__") else 1
+            if not 0 <= value < (1 << width):
+                # Aer compares modulo 2**width and would run the branch wrongly.
+                raise CircuitError(f"if compares a {width}-bit register with {value}, a value it can never hold")
     for operation in _operations(circuit):
         for parameter in operation.params:
             if isinstance(parameter, (int, float)) and not math.isfinite(parameter):
@@ -518,3 +526,19 @@ def summarize(circuit: QuantumCircuit) -> CircuitSummary:
         gate_counts={name: int(count) for name, count in circuit.count_ops().items()},
         is_clifford=is_clifford,
     )
+
+
+def simulates_shot_by_shot(circuit: QuantumCircuit) -> bool:
+    """Whether Aer must simulate each shot separately: a qubit is reset, or
+    operated on after being measured, or the circuit branches on results.
+    Such circuits cost their operations once per shot, not once in all."""
+    measured: set = set()
+    for instruction in circuit.data:
+        name = instruction.operation.name
+        if name in ("reset", "if_else", "while_loop", "switch_case"):
+            return True
+        if name == "measure":
+            measured.update(instruction.qubits)
+        elif name != "barrier" and measured.intersection(instruction.qubits):
+            return True
+    return False

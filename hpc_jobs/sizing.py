@@ -135,20 +135,23 @@ def estimate_runtime_seconds(
     *,
     clifford: bool = False,
     amplitude_updates_per_second: float = AMPLITUDE_UPDATES_PER_SECOND,
+    shot_by_shot: bool = False,
 ) -> int:
     """Rough wall time of one job in whole seconds (≥ 1), start-up included.
 
     State vector: one pass of 2ⁿ amplitudes per operation, plus sampling
     ``shots`` outcomes, at ``amplitude_updates_per_second`` (one CPU core by
     default). Clifford circuits (stabilizer method) cost O(n²) per operation
-    and are dominated by start-up. A circuit with mid-circuit measurements
-    may run shot by shot and take longer than this.
+    and are dominated by start-up. ``shot_by_shot``: the circuit measures or
+    resets qubits mid-circuit (or branches on results), so Aer simulates every
+    shot separately and the operations are paid ``shots`` times.
     """
     if clifford:
         work = num_operations * num_qubits**2 + shots * num_qubits
         rate = AMPLITUDE_UPDATES_PER_SECOND
     else:
-        work = num_operations * (1 << num_qubits) + shots * num_qubits
+        passes = shots if shot_by_shot else 1
+        work = passes * num_operations * (1 << num_qubits) + shots * num_qubits
         rate = amplitude_updates_per_second
     return max(1, math.ceil(STARTUP_SECONDS + work / rate))
 
@@ -238,12 +241,15 @@ def size_job(
     shots: int,
     clifford: bool = False,
     precision: str | None = None,
+    shot_by_shot: bool = False,
 ) -> JobResources:
     """Resources for one circuit on ``profile``'s cluster.
 
     ``num_qubits``, ``num_operations`` (``CircuitSummary.size``), ``shots``
     and ``clifford`` (``CircuitSummary.is_clifford``) describe the job;
-    ``precision`` overrides the profile's (``"double"``/``"single"``).
+    ``precision`` overrides the profile's (``"double"``/``"single"``);
+    ``shot_by_shot`` (mid-circuit measurement) multiplies the state-vector
+    work by ``shots`` in the runtime estimate.
 
     Method: a Clifford circuit gets ``stabilizer`` (CPU, tiny memory) when
     the profile says ``automatic``; any other circuit ``statevector``, which
@@ -324,7 +330,8 @@ def size_job(
         # Across nodes every gate on a high qubit swaps chunks over the
         # network: count half the GPUs' rate there.
         rate = GPU_AMPLITUDE_UPDATES_PER_SECOND * gpus * (0.5 if nodes > 1 else 1.0)
-        estimate = estimate_runtime_seconds(num_qubits, num_operations, shots, amplitude_updates_per_second=rate)
+        estimate = estimate_runtime_seconds(num_qubits, num_operations, shots, amplitude_updates_per_second=rate,
+                                            shot_by_shot=shot_by_shot)
         partition, seconds = _choose_partition(profile, nodes, _wanted_seconds(profile, estimate))
         # The node's host memory in proportion to the GPUs used (LUMI-G: 60 GiB
         # per GCD), and never less than the profile's default.
@@ -349,7 +356,7 @@ def size_job(
     cpus = profile.slurm.cpus_per_task
     if num_qubits >= PARALLEL_THRESHOLD_QUBITS:
         cpus = max(cpus, node.cores)
-    estimate = estimate_runtime_seconds(num_qubits, num_operations, shots)
+    estimate = estimate_runtime_seconds(num_qubits, num_operations, shots, shot_by_shot=shot_by_shot)
     partition, seconds = _choose_partition(profile, 1, _wanted_seconds(profile, estimate))
     return JobResources(
         method=method, precision=precision, device="CPU", custatevec=False,

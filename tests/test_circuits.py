@@ -190,6 +190,8 @@ BAD = {
     "division by zero": (HEADER + "qreg q[1];\nrz(1/0) q[0];\n", 4, 5, "divide by zero"),
     "OpenQASM 3": ("OPENQASM 3.0;\nqubit q;\n", 1, 1, "OpenQASM 3.0 is not supported"),
     "OpenQASM 3 with its include": ('OPENQASM 3;\ninclude "stdgates.inc";\n', 1, 1, "OpenQASM 3 is not supported"),
+    "if value out of range": (HEADER + "qreg q[1];\ncreg c[2];\nif(c==4) x q[0];\nmeasure q[0] -> c[0];\n", None,
+                              None, "a value it can never hold"),
     "infinite parameter": (HEADER + "qreg q[1];\ncreg c[1];\nrx(1e308*10) q[0];\nmeasure q -> c;\n", None, None,
                            "not a finite number"),
     "binary garbage": ("\x00\xff\xfe garbage", 1, 1, "doesn't match any valid tokens"),
@@ -460,3 +462,20 @@ def test_a_file_gate_inside_a_condition_is_inlined():
     (block,) = circuit.data[2].operation.blocks
     assert [instruction.operation.name for instruction in block.data] == ["x", "x"]
     assert sample(circuit) == {"11": 200}
+
+
+
+@pytest.mark.parametrize(
+    ("body", "per_shot"),
+    [
+        ("qreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n", False),
+        ("qreg q[1];\ncreg c[1];\nmeasure q[0] -> c[0];\nx q[0];\nmeasure q[0] -> c[0];\n", True),
+        ("qreg q[1];\ncreg c[1];\nreset q[0];\nmeasure q -> c;\n", True),
+        ("qreg q[1];\ncreg c[1];\nmeasure q -> c;\nif(c==1) x q[0];\nmeasure q -> c;\n", True),
+    ],
+    ids=["final-measurements", "gate-after-measure", "reset", "if"],
+)
+def test_shot_by_shot_circuits_are_recognised(body, per_shot):
+    from hpc_jobs.circuits import simulates_shot_by_shot
+
+    assert simulates_shot_by_shot(load_circuit(HEADER + body)) is per_shot

@@ -84,3 +84,15 @@ def test_ping_is_false_when_the_registry_cannot_be_created(tmp_path):
     assert LocalExecutor(blocker / "registry").ping() is False
     with pytest.raises(ExecutorError):
         LocalExecutor(blocker / "registry").submit(tmp_path, job_name="qcos-x")
+
+
+
+def test_a_free_slot_is_used_while_another_job_runs(tmp_path):
+    executor = LocalExecutor(tmp_path / "registry", slots=2)
+    long = executor.submit(_work_dir(tmp_path, "long", "sleep 20"), job_name="qcos-long")
+    _wait_state(executor, long, {"RUNNING"})
+    quick = [executor.submit(_work_dir(tmp_path, f"quick{i}", "true"), job_name=f"qcos-quick{i}") for i in range(4)]
+    for job_id in quick:
+        assert _wait_state(executor, job_id, {"COMPLETED"}, timeout=15).state == "COMPLETED"
+    assert executor.observe([long])[long].state == "RUNNING"
+    executor.cancel([long])

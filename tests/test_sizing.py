@@ -152,3 +152,12 @@ def test_a_profile_forcing_stabilizer_refuses_non_clifford_circuits(dev):
 def test_run_options_carry_method_and_device_to_params_json(lumi):
     options = size_job(lumi, num_qubits=30, num_operations=10, shots=100).run_options()
     assert options == {"method": "statevector", "device": "GPU", "custatevec": False, "precision": "double"}
+
+
+
+def test_shot_by_shot_circuits_pay_their_operations_per_shot():
+    from hpc_jobs.sizing import estimate_runtime_seconds
+
+    once = estimate_runtime_seconds(14, 100, 200_000)
+    per_shot = estimate_runtime_seconds(14, 100, 200_000, shot_by_shot=True)
+    assert once < 10 and per_shot > 100 * once

@@ -6,10 +6,11 @@ import json
 
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
 
 from gateway import jobs
 from gateway.auth import require_api_key
-from gateway.errors import InvalidRequest, JobFailed, UnsupportedMediaType
+from gateway.errors import InvalidRequest, JobFailed, PayloadTooLarge, UnsupportedMediaType
 from gateway.models import Job
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
 from gateway.schemas import (
@@ -38,9 +39,18 @@ def _json_body() -> dict:
     size limit (raised by werkzeug while reading), 400 for anything unparsable."""
     if not request.is_json:
         raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
-    if request.content_encoding:
+    if request.content_encoding and request.content_encoding.lower() != "identity":
         raise UnsupportedMediaType("Compressed bodies are not accepted; send plain JSON")
-    raw = request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    try:
+        raw = request.get_data(cache=True)
+    except HTTPException:
+        raise
+    except Exception:  # a malformed chunked body, a client that went away
+        raise InvalidRequest("The body could not be read (malformed transfer encoding?)") from None
+    if request.content_length is None and len(raw) >= limit:
+        # A chunked body is cut at the limit when read: it was at least that long.
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes")
     try:
         body = json.loads(raw)
     except UnicodeDecodeError:
@@ -128,10 +138,9 @@ def _parse_wait() -> tuple[bool, float]:
     settings = current_app.extensions["qcos"].settings
     wait = _parse_bool("wait", "false")
     raw_timeout = request.args.get("timeout", "30").strip()
-    try:
-        timeout = int(raw_timeout)
-    except ValueError:
-        raise InvalidRequest("timeout must be an integer number of seconds") from None
+    if not raw_timeout.isascii() or not raw_timeout.lstrip("-").isdigit():
+        raise InvalidRequest("timeout must be an integer number of seconds")
+    timeout = int(raw_timeout)
     if timeout < 0:
         raise InvalidRequest("timeout must be 0 or more seconds")
     # Compare as integers: a timeout of 400 digits must not overflow a float.

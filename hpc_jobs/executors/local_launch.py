@@ -3,34 +3,60 @@
 ``python -m hpc_jobs.executors.local_launch <entry> <work dir> <slots dir> <slots>``
 
 The parent exits as soon as the child is detached (own session, stdio on the
-work dir's log files). The child waits for one of ``slots`` lock files, runs
-``bash job.sbatch`` in the work dir and records the exit status atomically in
-``<entry>/exit``. Locks are ``flock`` locks, released by the kernel even when
-the child is killed, so a crash never leaks a slot.
+work dir's log files). The child takes the first free one of ``slots`` lock
+files, runs ``bash job.sbatch`` in the work dir and records the exit status
+atomically in ``<entry>/exit``. Waiting jobs queue on one more lock, so they
+start in order; the one at the head of the queue looks for a free slot every
+0.2 s. Locks are ``flock`` locks, released by the kernel even when the child
+is killed, so a crash never leaks a slot.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from hpc_jobs import workdir
 
 
+@contextmanager
+def _free_slot(slots_dir: Path, slots: int, entry: Path):
+    """Hold the first free slot lock (FIFO among waiters); ``None`` if the job
+    was cancelled while it waited."""
+    with open(slots_dir / "queue.lock", "w") as queue:
+        fcntl.flock(queue, fcntl.LOCK_EX)  # blocks in the kernel, in arrival order
+        while True:
+            for slot in range(slots):
+                handle = open(slots_dir / f"slot-{slot}.lock", "w")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                fcntl.flock(queue, fcntl.LOCK_UN)
+                try:
+                    yield handle
+                finally:
+                    handle.close()
+                return
+            if (entry / "cancelled").exists():
+                fcntl.flock(queue, fcntl.LOCK_UN)
+                yield None
+                return
+            time.sleep(0.2)
+
+
 def _run_child(entry: Path, work_dir: Path, slots_dir: Path, slots: int) -> int:
     (entry / "pid").write_text(str(os.getpid()))
     slots_dir.mkdir(parents=True, exist_ok=True)
-    # Spread jobs over the slots by id; a job waits on its slot's lock, which
-    # blocks in the kernel instead of polling.
-    slot = int(hashlib.sha256(entry.name.encode()).hexdigest(), 16) % slots
-    with open(slots_dir / f"slot-{slot}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (entry / "cancelled").exists():
+    with _free_slot(slots_dir, slots, entry) as lock:
+        if lock is None or (entry / "cancelled").exists():
             workdir.write_atomically(entry / "exit", str(-signal.SIGTERM))
             return 0
         (entry / "started").touch()

@@ -360,3 +360,24 @@ class TestHostileInput:
         drive_until_final(runtime, "finished-once")
         again = _post(client, api_key, body).get_json()
         assert again["status"] == "completed" and "already exists" in again["message"]
+
+
+
+class TestWaitingIsBounded:
+    def test_requests_beyond_the_waiting_slots_answer_at_once(self, client, runtime, api_key):
+        import threading
+
+        runtime.waiting_slots = threading.BoundedSemaphore(1)
+        job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
+        holder = threading.Thread(target=lambda: client.get(f"/results/{job_id}?wait=true&timeout=3",
+                                                             headers={"X-API-Key": api_key}))
+        holder.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        body = client.get(f"/results/{job_id}?wait=true&timeout=3", headers={"X-API-Key": api_key}).get_json()
+        assert body["status"] == "pending" and time.monotonic() - started < 1
+        holder.join()
+
+    @pytest.mark.parametrize("query", ["timeout=\uff11", "timeout=1e3", "timeout=%2B5"])
+    def test_only_ascii_digits_make_a_timeout(self, client, api_key, query):
+        _assert_error(client.get(f"/results/x?{query}", headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")

@@ -64,7 +64,8 @@ class TestList:
         other = make_user(runtime)[1]
         assert client.get("/jobs", headers={"X-API-Key": other}).get_json()["total"] == 0
 
-    @pytest.mark.parametrize("query", ["status=done", "limit=0", "limit=101", "offset=-1", "limit=x"])
+    @pytest.mark.parametrize("query", ["status=done", "limit=0", "limit=101", "offset=-1", "limit=x",
+                                       "offset=9223372036854775808"])
     def test_bad_list_parameters_are_invalid_request(self, client, api_key, query):
         response = client.get(f"/jobs?{query}", headers={"X-API-Key": api_key})
         assert response.status_code == 400 and response.get_json()["error_code"] == "INVALID_REQUEST"
