@@ -31,7 +31,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Collection
 
-from hpc_jobs import workdir
 from hpc_jobs.executors.base import ExecutorError, JobObservation
 from hpc_jobs.slurm.commands import SinfoRow, SqueueRow
 
@@ -170,13 +169,6 @@ class LocalExecutor:
         except OSError:
             return False
 
-    def work_dir_of(self, scheduler_job_id: str) -> Path | None:
-        """The work dir recorded for a local job, if known."""
-        try:
-            return Path((self._entry(scheduler_job_id) / "work_dir").read_text(encoding="utf-8"))
-        except (OSError, ExecutorError):
-            return None
-
 
 def _read_pid(path: Path) -> int | None:
     try:
@@ -200,4 +192,4 @@ def _alive(pid: int) -> bool:
         return True
 
 
-__all__ = ["LocalExecutor", "workdir"]
+__all__ = ["LocalExecutor"]
