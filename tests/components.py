@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+REDIS_URL = os.environ.get("QCOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("QCOS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -24,3 +25,16 @@ def missing(component: str, hint: str) -> None:
     if in_ci():
         pytest.fail(message + " (CI=true: real components are required)")
     pytest.skip(message)
+
+
+def redis_client():
+    """A connected client of the Redis at ``REDIS_URL``; fails (CI) or skips the test without one."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        missing("Redis", f"cannot connect to {REDIS_URL} ({exc.__class__.__name__})")
+    return client

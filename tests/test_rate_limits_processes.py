@@ -9,7 +9,6 @@ and fail under ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -19,12 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.components import missing
+from tests.components import REDIS_URL, redis_client
 from tests.stack import gateway_stack
 
 pytestmark = pytest.mark.e2e
 
-REDIS_URL = os.environ.get("QCOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUESTS = 25
 # The access log names the serving process ("<pid>"), so a test can tell
 # that more than one worker answered.
@@ -34,14 +32,7 @@ ACCESS_LOG_WITH_PID = {"GUNICORN_CMD_ARGS": "--access-logformat 'access %(p)s %(
 @pytest.fixture
 def redis_env():
     """Environment for a gateway on Redis storage, with a key prefix of its own."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        missing("Redis", f"cannot connect to {REDIS_URL} ({exc.__class__.__name__})")
+    client = redis_client()
     prefix = "qcos-test-" + secrets.token_hex(6)
     yield {"QCOS_RATELIMIT_STORAGE_URI": REDIS_URL, "QCOS_RATELIMIT_KEY_PREFIX": prefix}
     for key in client.scan_iter(match=f"*/{prefix}/*"):

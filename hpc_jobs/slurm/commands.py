@@ -183,6 +183,11 @@ def _is_retryable(message: str) -> bool:
     return any(marker in lowered for marker in _RETRYABLE_MARKERS)
 
 
+def _knows_none_of_the_ids(result: CommandResult) -> bool:
+    """squeue's failure when none of the ``--jobs`` ids is known any more (exit 1)."""
+    return "invalid job id specified" in (result.stderr + result.stdout).lower()
+
+
 def _raise_for(result: CommandResult) -> None:
     message = _slurm_message(result)
     raise ExecutorError(message, retryable=_is_retryable(message))
@@ -398,7 +403,7 @@ class Squeue(SlurmCommand[dict[str, SqueueRow]]):
         ids (it then exits 1 with ``Invalid job id specified``). Raises
         :class:`ExecutorError` for any other failure."""
         if result.returncode != 0:
-            if "invalid job id specified" in (result.stderr + result.stdout).lower():
+            if _knows_none_of_the_ids(result):
                 return {}
             _raise_for(result)
         rows: dict[str, SqueueRow] = {}
@@ -444,7 +449,7 @@ class SqueueStart(SlurmCommand["datetime | None"]):
     def parse(self, result: CommandResult) -> datetime | None:
         """Naive controller-local time, or ``None``. Raises :class:`ExecutorError` on failure."""
         if result.returncode != 0:
-            if "invalid job id specified" in (result.stderr + result.stdout).lower():
+            if _knows_none_of_the_ids(result):
                 return None
             _raise_for(result)
         for line in result.stdout.splitlines():

@@ -8,7 +8,6 @@ skip locally and fail under ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import time
@@ -20,10 +19,9 @@ from gateway.accounts import issue_key, set_tier
 from gateway.config import ConfigError, Settings
 from gateway.models import User
 from gateway.ratelimit import EXTENSION, tier_limits
-from tests.components import missing
+from tests.components import REDIS_URL, redis_client
 from tests.conftest import make_user
 
-REDIS_URL = os.environ.get("QCOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FREE_TIERS = """
 [[tier]]
 name = "free"
@@ -48,15 +46,7 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def redis_url():
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        missing("Redis", f"cannot connect to {REDIS_URL} ({exc.__class__.__name__})")
-    finally:
-        client.close()
+    redis_client().close()
     return REDIS_URL
 
 
@@ -226,11 +216,7 @@ class TestLimitsComeFromTheTiers:
     def test_a_tier_without_limits_is_never_limited(self, make_app, tmp_path):
         app = make_app(tiers_file=_tiers_file(tmp_path, -1, -1))
         key = make_user(app.extensions["qcos"], tier="free")[1]
-        client = app.test_client()
-        for _ in range(15):
-            response = _status(client, key)
-            assert response.status_code == 404
-            assert "X-RateLimit-Limit" not in response.headers
+        _assert_never_limited(app.test_client(), key)
 
     def test_headers_describe_the_limit_closest_to_exhaustion(self, make_app, tmp_path):
         app = make_app(tiers_file=_tiers_file(tmp_path, 5, 3))
@@ -384,8 +370,12 @@ class TestSettings:
     def test_disabled_means_no_limits_and_no_headers(self, make_app):
         app = make_app(ratelimit_enabled=False)
         key = make_user(app.extensions["qcos"], tier="free")[1]
-        client = app.test_client()
-        for _ in range(15):
-            response = _status(client, key)
-            assert response.status_code == 404
-            assert "X-RateLimit-Limit" not in response.headers
+        _assert_never_limited(app.test_client(), key)
+
+
+def _assert_never_limited(client, key) -> None:
+    """15 requests, more than any tier's minute allows: none refused, no headers."""
+    for _ in range(15):
+        response = _status(client, key)
+        assert response.status_code == 404
+        assert "X-RateLimit-Limit" not in response.headers
