@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     environment (:meth:`Settings.from_env`). Opens no connection.
     """
     from gateway import openapi
-    from gateway.api import account, admin, health, jobs
+    from gateway.api import account, admin, batches, health, jobs
     from gateway.config import Settings
     from gateway.errors import register_error_handlers
     from gateway.runtime import Runtime
@@ -56,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(jobs.blueprint)
+    app.register_blueprint(batches.blueprint)
     app.register_blueprint(account.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(openapi.docs)

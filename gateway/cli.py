@@ -9,7 +9,7 @@
     qcos keys issue USER [--admin] | list USER | revoke KEY_ID
     qcos admin queue | cluster | cancel JOB_ID
     qcos sbatch --dry-run FILE [--shots N]
-    qcos poller [--once]
+    qcos poller [--once]        the dispatcher and the poller, in one process
 """
 
 from __future__ import annotations
@@ -233,10 +233,15 @@ def admin_queue() -> None:
         entries = live_queue(_runtime())
     except ExecutorError as exc:
         raise click.ClickException(f"the scheduler did not answer: {exc}") from None
-    click.echo(f"{'SLURM_ID':<12} {'JOB_ID':<38} {'USER':<18} {'PARTITION':<12} {'STATE':<11} {'ELAPSED':>8}  REASON")
+    click.echo(f"{'SLURM_ID':<12} {'PACK':<22} {'JOBS':>5} {'USERS':<24} {'PARTITION':<12} {'STATE':<11} "
+               f"{'ELAPSED':>8}  REASON")
     for e in entries:
-        click.echo(f"{e.slurm_job_id:<12} {e.job_id or '-':<38} {e.user_id or '-':<18} {e.partition:<12} "
-                   f"{e.state:<11} {e.elapsed_seconds if e.elapsed_seconds is not None else '-':>8}  {e.reason or ''}")
+        users = ",".join(e.user_ids) or "-"
+        click.echo(f"{e.slurm_job_id:<12} {e.pack_id or '-':<22} {len(e.job_ids):>5} {users[:24]:<24} "
+                   f"{e.partition:<12} {e.state:<11} {e.elapsed_seconds if e.elapsed_seconds is not None else '-':>8}"
+                   f"  {e.reason or ''}")
+        for job_id in e.job_ids:
+            click.echo(f"{'':<12} └ {job_id}")
 
 
 @admin.command("cluster")
@@ -301,8 +306,9 @@ def sbatch(dry: bool, shots: int, qasm_file) -> None:
 @main.command("poller")
 @click.option("--once", is_flag=True, help="run a single cycle and exit")
 def poller(once: bool) -> None:
-    """Turn Slurm (or local) job states into job statuses, until stopped."""
-    from gateway.poller import run_cycle, run_forever
+    """Dispatch waiting jobs in packs and turn Slurm (or local) states and the
+    packs' progress into job statuses, until stopped."""
+    from gateway.poller import run_forever, service_cycle
     from gateway.runtime import Runtime
 
     settings = _settings()
@@ -310,8 +316,8 @@ def poller(once: bool) -> None:
     _prepare_state(settings)
     runtime = Runtime.from_settings(settings)
     if once:
-        updates = run_cycle(runtime)
-        click.echo(f"{len(updates)} live jobs checked")
+        report = service_cycle(runtime)
+        click.echo(f"{report.finished_jobs} jobs finished, {len(report.ended_packs)} packs ended")
         return
     run_forever(runtime)
 

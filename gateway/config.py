@@ -22,7 +22,6 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_MAX_WAITING_REQUESTS``   requests per process that may block in
                                 ``/results?wait=true`` at once (16); more are
                                 answered without waiting
-``QCOS_QUEUE_CHECK_TTL``        seconds ``queue_connected`` is cached (10)
 ``QCOS_MAX_BODY_BYTES``         largest request body accepted (2 MiB)
 ``QCOS_SLURM_ACCOUNT``          ``--account`` for every job, overriding the
                                 profile's (LUMI: ``project_<id>``)
@@ -32,6 +31,23 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_SSH_PORT``, ``QCOS_SSH_USER``, ``QCOS_SSH_KEY``, ``QCOS_SSH_KNOWN_HOSTS``
                                 port (22), user, private key file and the
                                 known_hosts file the host key must be in
+``QCOS_PACK_MAX_JOBS``         jobs per pack (250); ``QCOS_PACK_MAX_SECONDS``
+                                estimated seconds of work per pack (900)
+``QCOS_PACK_MAX_STATE_BYTES``   largest state of a job that may share a pack
+                                (1 GiB); ``QCOS_PACK_MAX_JOB_SECONDS`` its
+                                largest runtime estimate (120)
+``QCOS_PACK_LINGER``            seconds without new work before a pack that
+                                is not full is submitted (0.5);
+                                ``QCOS_PACK_MAX_LINGER`` the most a job waits
+                                for its pack to fill (5)
+``QCOS_MAX_LIVE_SLURM_JOBS``    Slurm jobs the service account holds at once (8)
+``QCOS_DISPATCH_INTERVAL``      seconds between dispatcher cycles (0.25)
+``QCOS_SUBMIT_RECOVERY``        seconds before a pack whose sbatch answer was
+                                lost is looked up by name (15)
+``QCOS_UNKNOWN_STATE_GRACE``    seconds a pack may stay in a Slurm state the
+                                lifecycle table does not know (600)
+``QCOS_BATCH_MAX_CIRCUITS``     circuits per ``POST /batches`` (1000);
+                                ``QCOS_MAX_BATCH_BODY_BYTES`` its body (32 MiB)
 ``QCOS_LOG_LEVEL``              ``INFO`` by default
 ``QCOS_TIERS_FILE``             tiers, quotas and rate limits (default
                                 ``deploy/tiers.toml``)
@@ -133,7 +149,6 @@ class Settings:
     poll_interval_seconds: float = 2.0
     missing_grace_seconds: float = 300.0
     results_max_wait_seconds: float = 300.0
-    queue_check_ttl_seconds: float = 10.0
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
     tiers_file: Path = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
@@ -149,6 +164,28 @@ class Settings:
     ratelimit_key_prefix: str = "qcos"
     anon_rate_limit: str = "60/minute"
     trusted_proxies: int = 0
+    # The dispatcher and packs (gateway/dispatcher.py, hpc_jobs/packing.py).
+    pack_max_jobs: int = 250
+    pack_max_seconds: int = 900
+    pack_max_state_bytes: int = 1 << 30
+    pack_max_job_seconds: int = 120
+    pack_linger_seconds: float = 0.5
+    pack_max_linger_seconds: float = 5.0
+    max_live_slurm_jobs: int = 8
+    dispatch_interval_seconds: float = 0.25
+    submit_recovery_seconds: float = 15.0
+    unknown_state_grace_seconds: float = 600.0
+    batch_max_circuits: int = 1000
+    max_batch_body_bytes: int = 32 * 1024 * 1024
+
+    @property
+    def pack_limits(self):
+        """The :class:`hpc_jobs.packing.PackLimits` these settings give."""
+        from hpc_jobs.packing import PackLimits
+
+        return PackLimits(max_jobs=self.pack_max_jobs, max_seconds=self.pack_max_seconds,
+                          max_state_bytes=self.pack_max_state_bytes, max_job_seconds=self.pack_max_job_seconds,
+                          linger_seconds=self.pack_linger_seconds, max_linger_seconds=self.pack_max_linger_seconds)
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -198,7 +235,6 @@ class Settings:
             poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 2.0, minimum=0.05),
             missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),
             results_max_wait_seconds=_number(env, "QCOS_RESULTS_MAX_WAIT", 300.0),
-            queue_check_ttl_seconds=_number(env, "QCOS_QUEUE_CHECK_TTL", 10.0),
             max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
             log_level=(env.get("QCOS_LOG_LEVEL") or "INFO").upper(),
             ratelimit_enabled=_flag(env, "QCOS_RATELIMIT_ENABLED", True),
@@ -206,5 +242,17 @@ class Settings:
             ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
             anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
             trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
+            pack_max_jobs=max(1, _whole_number(env, "QCOS_PACK_MAX_JOBS", 250)),
+            pack_max_seconds=max(1, _whole_number(env, "QCOS_PACK_MAX_SECONDS", 900)),
+            pack_max_state_bytes=_whole_number(env, "QCOS_PACK_MAX_STATE_BYTES", 1 << 30),
+            pack_max_job_seconds=_whole_number(env, "QCOS_PACK_MAX_JOB_SECONDS", 120),
+            pack_linger_seconds=_number(env, "QCOS_PACK_LINGER", 0.5),
+            pack_max_linger_seconds=_number(env, "QCOS_PACK_MAX_LINGER", 5.0),
+            max_live_slurm_jobs=max(1, _whole_number(env, "QCOS_MAX_LIVE_SLURM_JOBS", 8)),
+            dispatch_interval_seconds=_number(env, "QCOS_DISPATCH_INTERVAL", 0.25, minimum=0.01),
+            submit_recovery_seconds=_number(env, "QCOS_SUBMIT_RECOVERY", 15.0),
+            unknown_state_grace_seconds=_number(env, "QCOS_UNKNOWN_STATE_GRACE", 600.0),
+            batch_max_circuits=max(1, _whole_number(env, "QCOS_BATCH_MAX_CIRCUITS", 1000)),
+            max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

@@ -8,7 +8,7 @@ The reference's codes (AUTH_REQUIRED, AUTH_INVALID, RATE_LIMITED,
 QUOTA_EXCEEDED, CIRCUIT_INVALID, JOB_NOT_FOUND, JOB_FAILED) are used where
 they apply; the codes the reference does not list (INVALID_REQUEST,
 JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE,
-UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR) are documented
+UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR, BATCH_NOT_FOUND) are documented
 in the README.
 """
 
@@ -110,6 +110,14 @@ class JobNotFound(ApiError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Job {job_id} not found")
+
+
+class BatchNotFound(ApiError):
+    status_code = 404
+    error_code = "BATCH_NOT_FOUND"
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"Batch {batch_id} not found")
 
 
 class JobIdConflict(ApiError):

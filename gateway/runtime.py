@@ -7,7 +7,6 @@ until first used.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
 from hpc_jobs.executors.base import Executor
@@ -48,28 +47,6 @@ def build_site(settings: Settings) -> tuple[Executor, WorkDirs]:
 
 
 @dataclass
-class QueueCheck:
-    """``executor.ping()`` cached for ``ttl`` seconds, so ``GET /`` stays cheap
-    under load while still reporting a real check."""
-
-    executor: Executor
-    ttl: float
-    _value: bool = False
-    _checked_at: float = float("-inf")
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def connected(self) -> bool:
-        now = time.monotonic()
-        if now - self._checked_at < self.ttl:
-            return self._value
-        with self._lock:
-            if time.monotonic() - self._checked_at >= self.ttl:
-                self._value = bool(self.executor.ping())
-                self._checked_at = time.monotonic()
-        return self._value
-
-
-@dataclass
 class Runtime:
     """Everything a request handler or the poller needs, built from :class:`Settings`."""
 
@@ -77,7 +54,6 @@ class Runtime:
     db: Database
     profile: ClusterProfile
     executor: Executor
-    queue_check: QueueCheck
     tiers: dict[str, Tier]
     work_dirs: WorkDirs
     #: Requests of this process that may block in ``/results?wait=true`` at once.
@@ -95,7 +71,6 @@ class Runtime:
             db=Database(settings.database_url),
             profile=load_profile(settings.cluster_profile, overrides=overrides),
             executor=executor,
-            queue_check=QueueCheck(executor, settings.queue_check_ttl_seconds),
             tiers=load_tiers(settings.tiers_file),
             work_dirs=work_dirs,
             waiting_slots=threading.BoundedSemaphore(settings.max_waiting_requests),

@@ -32,6 +32,46 @@ class ExecuteRequest(BaseModel):
     job_id: StrictStr | None = Field(default=None, pattern=JOB_ID_REGEX)
 
 
+class BatchRequest(BaseModel):
+    """``POST /batches`` body: ``circuits``, each an :class:`ExecuteRequest`
+    (1 … ``QCOS_BATCH_MAX_CIRCUITS``, checked by the endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    circuits: list[ExecuteRequest] = Field(min_length=1)
+
+
+class BatchResponse(BaseModel):
+    """``POST /batches`` answer: the batch id and its job ids in request order."""
+
+    batch_id: str
+    job_ids: list[str]
+    count: int
+    status: str
+    estimated_time_seconds: int
+
+
+class BatchJob(BaseModel):
+    """One job of a batch: ``result`` is ``{"counts": ...}`` once completed."""
+
+    job_id: str
+    status: str
+    error: str | None
+    result: dict | None
+
+
+class BatchStatusResponse(BaseModel):
+    """``GET /batches/{batch_id}``: counts per status, ``done`` once no job
+    is queued or processing, and every job in request order."""
+
+    batch_id: str
+    created_at: str
+    count: int
+    counts: dict[str, int]
+    done: bool
+    jobs: list[BatchJob]
+
+
 class ExecuteQuery(BaseModel):
     """``POST /execute`` query: ``dry_run=true`` validates, sizes and renders without creating a job."""
 
@@ -195,11 +235,16 @@ class JobListResponse(BaseModel):
 
 
 class QueueEntry(BaseModel):
-    """One live scheduler job; ``job_id``/``user_id`` are null for jobs that are not ours."""
+    """One live scheduler job. For our packs: ``pack_id`` and the jobs it runs
+    (``job_ids``, ``user_ids``); ``job_id``/``user_id`` when there is only one.
+    Null or empty for Slurm jobs that are not ours."""
 
     slurm_job_id: str
+    pack_id: str | None = None
     job_id: str | None
     user_id: str | None
+    job_ids: list[str] = []
+    user_ids: list[str] = []
     name: str
     partition: str
     state: str

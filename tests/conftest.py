@@ -62,7 +62,7 @@ def settings(tmp_path, database_url) -> Settings:
     """Settings of an embedded gateway (local executor) on ``database_url``."""
     base = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_DATABASE_URL": database_url})
     base.work_root.mkdir(parents=True)
-    return replace(base, poll_interval_seconds=0.2, queue_check_ttl_seconds=0)
+    return replace(base, poll_interval_seconds=0.2)
 
 
 @pytest.fixture

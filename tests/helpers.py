@@ -26,13 +26,13 @@ def lose_circuit_file(work_dir) -> None:
 
 
 def drive_until_final(runtime, job_id: str, *, timeout: float = 90.0):
-    """Run poller cycles until the job is final; returns the stored job."""
+    """Run dispatcher and poller cycles until the job is final; returns the stored job."""
     from gateway.models import Job
-    from gateway.poller import run_cycle
+    from gateway.poller import service_cycle
 
     deadline = time.monotonic() + timeout
     while True:
-        run_cycle(runtime)
+        service_cycle(runtime)
         with runtime.db.session() as session:
             job = session.get(Job, job_id)
         if JobStatus(job.status).is_final:

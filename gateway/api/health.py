@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
+from gateway import estimates
 from gateway.errors import ServiceUnavailable
 from gateway.openapi import api_spec, responses
 from gateway.schemas import HealthResponse
@@ -17,10 +18,10 @@ blueprint = Blueprint("health", __name__)
 def health():
     """No authentication, so load balancers and monitors can call it.
 
-    ``queue_connected`` is a real scheduler check (``scontrol ping`` for
-    Slurm), cached for ``QCOS_QUEUE_CHECK_TTL`` seconds. ``status`` is
-    ``healthy`` when the scheduler answers and ``degraded`` when it does not;
-    an unreachable database is a 503.
+    ``queue_connected``: the poller's last scheduler call answered, and
+    that call is recent (:func:`gateway.estimates.scheduler_connected`); no
+    scheduler call happens in the request. ``status`` is ``healthy`` when
+    connected and ``degraded`` when not; an unreachable database is a 503.
     """
     from gateway import __version__
 
@@ -30,6 +31,6 @@ def health():
             session.execute(text("SELECT 1"))
     except Exception:  # noqa: BLE001 - any failure means "unreachable" here
         raise ServiceUnavailable("The job database is unavailable") from None
-    connected = runtime.queue_check.connected()
+    connected = estimates.scheduler_connected(runtime)
     body = HealthResponse(status="healthy" if connected else "degraded", version=__version__, queue_connected=connected)
     return body.model_dump()

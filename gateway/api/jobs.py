@@ -34,14 +34,18 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
 
-def _json_body() -> dict:
-    """The request body as a JSON object; 415 unless sent as JSON, 413 over the
-    size limit (raised by werkzeug while reading), 400 for anything unparsable."""
+def json_body(limit: int | None = None) -> dict:
+    """The request body as a JSON object; 415 unless sent as JSON, 413 over
+    ``limit`` bytes (default ``QCOS_MAX_BODY_BYTES``; raised by werkzeug
+    while reading), 400 for anything unparsable."""
     if not request.is_json:
         raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
     if request.content_encoding and request.content_encoding.lower() != "identity":
         raise UnsupportedMediaType("Compressed bodies are not accepted; send plain JSON")
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is None:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+    else:
+        request.max_content_length = limit
     try:
         raw = request.get_data(cache=True)
     except HTTPException:
@@ -65,7 +69,7 @@ def _json_body() -> dict:
     return body
 
 
-def _validation_detail(exc: ValidationError) -> str:
+def validation_detail(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in error["loc"]) or "body"
@@ -84,9 +88,9 @@ def execute():
     ``?dry_run=true``: 200 with a :class:`DryRunResponse`, nothing stored."""
     dry = _parse_bool("dry_run", "false")
     try:
-        body = ExecuteRequest.model_validate(_json_body())
+        body = ExecuteRequest.model_validate(json_body())
     except ValidationError as exc:
-        raise InvalidRequest(_validation_detail(exc)) from None
+        raise InvalidRequest(validation_detail(exc)) from None
     runtime = current_app.extensions["qcos"]
     if dry:
         return DryRunResponse(**jobs.dry_run(runtime, g.user, body)).model_dump(), 200
@@ -188,7 +192,7 @@ def list_jobs():
     try:
         query = JobListQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
-        raise InvalidRequest(_validation_detail(exc)) from None
+        raise InvalidRequest(validation_detail(exc)) from None
     page = jobs.list_jobs(current_app.extensions["qcos"], g.user, status=query.status, limit=query.limit,
                           offset=query.offset)
     return JobListResponse(

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
-from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.executors.base import ExecutorError, SubmissionUnconfirmed
 from hpc_jobs.transports.base import CommandResult
 
 __all__ = [
@@ -307,7 +307,7 @@ class Sbatch(SlurmCommand[SubmittedJob]):
             match = _PARSABLE_LINE.fullmatch(line.strip())
             if match:
                 return SubmittedJob(match["id"], match["cluster"])
-        raise ExecutorError(
+        raise SubmissionUnconfirmed(
             f"sbatch printed no job id: {(result.stdout + result.stderr).strip()[:500]!r}"
         )
 

@@ -482,6 +482,49 @@ class SSHTransport:
         with self._sftp(timeout) as sftp:
             _remove(sftp, target)
 
+    def upload_dirs(self, pairs: Sequence[tuple[Path, PurePosixPath]], *, timeout: float = 60.0) -> None:
+        """:meth:`upload_dir` for several ``(local_dir, remote_dir)`` pairs in ONE
+        SFTP session (a pack's job dirs and its own folder), each replaced
+        atomically. Raises :class:`TransportError`."""
+        with self._sftp(timeout) as sftp:
+            for local, remote in pairs:
+                target = _remote_path(remote)
+                partial = target + ".partial"
+                _remove(sftp, partial)
+                _make_parents(sftp, posixpath.dirname(target))
+                _put_tree(sftp, Path(local), partial)
+                _remove(sftp, target)
+                sftp.posix_rename(partial, target)
+
+    def read_bytes_from(self, remote_path: str | os.PathLike[str], offset: int, *,
+                        timeout: float = 30.0) -> bytes | None:
+        """The remote file's bytes from ``offset`` on (at most :data:`MAX_READ_BYTES`),
+        ``None`` if it does not exist: one open, one pipelined read. Raises
+        :class:`TransportError`."""
+        path = _remote_path(remote_path)
+        with self._sftp(timeout) as sftp:
+            try:
+                handle = sftp.open(path, "rb")
+            except FileNotFoundError:
+                return None
+            with handle:
+                size = handle.stat().st_size or 0
+                if size <= offset:
+                    return b""
+                handle.seek(offset)
+                handle.prefetch(min(size - offset, MAX_READ_BYTES))
+                return handle.read(min(size - offset, MAX_READ_BYTES))
+
+    def touch_files(self, remote_paths: Sequence[PurePosixPath], *, timeout: float = 30.0) -> None:
+        """Create empty files (markers) in one SFTP session; a missing parent
+        folder is skipped. Raises :class:`TransportError`."""
+        with self._sftp(timeout) as sftp:
+            for remote in remote_paths:
+                try:
+                    sftp.open(_remote_path(remote), "w").close()
+                except FileNotFoundError:
+                    pass
+
 
 # ---------------------------------------------------------------------- helpers
 

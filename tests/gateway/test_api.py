@@ -38,11 +38,25 @@ def _assert_error(response, status, code):
     return body
 
 
+def _poll_once(runtime):
+    from gateway import estimates
+    from gateway.models import utcnow
+    from gateway.poller import poll_cycle, refresh_queue_model
+
+    report = poll_cycle(runtime, observe=True)
+    refresh_queue_model(runtime, scheduler_ok=report.scheduler_ok, pending_start=None, now=utcnow())
+    estimates._cache.clear()
+
+
 class TestHealth:
-    def test_reports_version_and_a_real_queue_check(self, client):
+    def test_reports_the_pollers_last_scheduler_check(self, client, runtime):
+        _poll_once(runtime)
         response = client.get("/")
         assert response.status_code == 200
         assert response.get_json() == {"status": "healthy", "version": "1.0.0", "queue_connected": True}
+
+    def test_without_a_poller_the_queue_is_not_connected(self, client):
+        assert client.get("/").get_json()["queue_connected"] is False
 
     def test_queue_not_connected_when_the_executor_cannot_work(self, settings, tmp_path):
         from gateway import create_app
@@ -50,9 +64,16 @@ class TestHealth:
         blocker = tmp_path / "not-a-dir"
         blocker.write_text("")
         broken = create_app({"QCOS_SETTINGS": replace(settings, state_dir=blocker)})
+        _poll_once(broken.extensions["qcos"])
         body = broken.test_client().get("/").get_json()
         assert body["queue_connected"] is False
         assert body["status"] == "degraded"
+
+    def test_the_check_needs_no_scheduler_call_in_the_request(self, client, runtime, mocker):
+        _poll_once(runtime)
+        ping = mocker.patch.object(runtime.executor, "ping", side_effect=AssertionError("called in a request"))
+        assert client.get("/").get_json()["queue_connected"] is True
+        ping.assert_not_called()
 
 
 class TestAuthentication:

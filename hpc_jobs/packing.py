@@ -1,0 +1,212 @@
+"""Packs: many small jobs in one Slurm batch job. Pure planning, no I/O.
+
+A *pack* is one batch job whose runner (``python -m hpc_jobs.runner --pack
+<pack dir>``) imports Qiskit once and simulates its jobs in turn. Jobs may
+share a pack when they share a *dispatch class*: the same cluster profile,
+device, method class and Slurm account/QOS, and each is *small*: its state
+fits ``max_state_bytes`` and its estimated runtime ``max_job_seconds``. A
+job that is not small gets a pack of its own, sized for it alone, as a
+single job always was.
+
+Planning (:func:`plan_packs`) takes waiting jobs in *fair order*: round-robin
+across users, oldest first within a user (rank 1 of every user, then rank 2,
+...). Packs are filled in that order up to ``max_jobs`` jobs and
+``max_seconds`` of estimated work, so one user's 10,000 circuits delay
+another user's single circuit by at most one pack. A class whose jobs are
+still arriving (the newest came less than ``linger_seconds`` ago), whose pack
+is not full and whose oldest job has waited less than ``max_linger_seconds``
+is left to fill. Lifecycle of a pack: see :class:`PackState`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from hpc_jobs.profiles import ClusterProfile, parse_memory, parse_time_limit
+from hpc_jobs.rendering import slurm_job_name
+from hpc_jobs.sizing import (
+    STARTUP_SECONDS,
+    WALLTIME_EXTRA_SECONDS,
+    WALLTIME_FACTOR,
+    JobResources,
+    _choose_partition,
+    format_time_limit,
+)
+
+#: Dispatch class of a job that runs alone, in a pack sized for it.
+SOLO = "solo"
+
+
+class PackState(str, enum.Enum):
+    """Where a pack is in its life. Only :mod:`gateway.dispatcher` and
+    :mod:`gateway.poller` move it, with conditional UPDATEs.
+
+    ``planned`` → ``submitting`` (sbatch may have run) → ``submitted`` →
+    ``running`` → ``ended``. ``submitting`` goes back to ``planned`` when a
+    lookup by job name proves sbatch never created it; ``planned`` goes to
+    ``ended`` when Slurm refuses it.
+    """
+
+    PLANNED = "planned"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    ENDED = "ended"
+
+    @property
+    def holds_slurm_job(self) -> bool:
+        """True while the pack has (or may have) a Slurm job, counted against the live bound."""
+        return self is not PackState.ENDED
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """How big packs may be. ``max_jobs``: jobs per pack. ``max_seconds``:
+    estimated simulation seconds per pack (its ``--time`` covers the sum
+    with headroom). ``max_state_bytes`` and ``max_job_seconds``: the largest
+    state and runtime estimate of a job that may share a pack. Lingering:
+    see the module docstring."""
+
+    max_jobs: int = 250
+    max_seconds: int = 900
+    max_state_bytes: int = 1 << 30
+    max_job_seconds: int = 120
+    linger_seconds: float = 0.5
+    max_linger_seconds: float = 5.0
+
+
+def dispatch_class(profile: ClusterProfile, resources: JobResources, limits: PackLimits,
+                   *, runtime_seconds: int, slurm_options: Sequence[str] = ()) -> str:
+    """The dispatch class of a job: ``"<profile>|<device>|<method>|<options>"``
+    for a small job, :data:`SOLO` for one that runs alone.
+
+    ``runtime_seconds``: the job's simulation estimate without start-up.
+    ``slurm_options``: per-tier sbatch options (account, QOS) that must be
+    the same for every job of a pack.
+    """
+    small = (resources.nodes == 1 and resources.state_bytes <= limits.max_state_bytes
+             and runtime_seconds <= limits.max_job_seconds)
+    if not small:
+        return SOLO
+    return "|".join([profile.name, resources.device, resources.method, resources.precision, *slurm_options])
+
+
+def simulation_seconds(resources: JobResources) -> int:
+    """A job's estimated runtime without the batch job's start-up (≥ 1 s)."""
+    return max(1, math.ceil(resources.estimated_runtime_seconds - STARTUP_SECONDS))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A waiting job as the planner sees it. ``rank``: its place among its
+    user's waiting jobs (1 = oldest). Times are aware UTC."""
+
+    job_id: str
+    user_id: str
+    created_at: datetime
+    dispatch_class: str
+    runtime_seconds: int
+    rank: int
+
+
+@dataclass(frozen=True)
+class PlannedPack:
+    """Jobs that go together into one batch job, in run order."""
+
+    dispatch_class: str
+    job_ids: tuple[str, ...]
+    runtime_seconds: int
+
+
+def fair_order(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Round-robin across users, oldest first within a user: by (rank, age)."""
+    return sorted(candidates, key=lambda c: (c.rank, c.created_at, c.job_id))
+
+
+def plan_packs(candidates: Sequence[Candidate], limits: PackLimits, *, now: datetime,
+               max_packs: int) -> list[PlannedPack]:
+    """Group waiting jobs into at most ``max_packs`` packs (see the module docstring).
+
+    ``candidates`` may come in any order; they are taken in :func:`fair_order`.
+    Returns packs in the order they should be submitted.
+    """
+    if max_packs <= 0:
+        return []
+    ordered = fair_order(candidates)
+    by_class: dict[str, list[Candidate]] = {}
+    for candidate in ordered:
+        by_class.setdefault(candidate.dispatch_class, []).append(candidate)
+    ready = {name: _ready(jobs, limits, now) for name, jobs in by_class.items()}
+    packs: list[PlannedPack] = []
+    open_packs: dict[str, list[Candidate]] = {}
+
+    def close(name: str) -> None:
+        members = open_packs.pop(name)
+        packs.append(PlannedPack(name, tuple(c.job_id for c in members), sum(c.runtime_seconds for c in members)))
+
+    for candidate in ordered:
+        name = candidate.dispatch_class
+        if not ready[name]:
+            continue
+        if name == SOLO:
+            if len(packs) + len(open_packs) >= max_packs:
+                break
+            packs.append(PlannedPack(SOLO, (candidate.job_id,), candidate.runtime_seconds))
+            continue
+        members = open_packs.get(name)
+        if members is not None and (len(members) >= limits.max_jobs
+                                    or sum(c.runtime_seconds for c in members) + candidate.runtime_seconds
+                                    > limits.max_seconds):
+            close(name)
+            members = None
+        if members is None:
+            if len(packs) + len(open_packs) >= max_packs:
+                continue
+            members = open_packs[name] = []
+        members.append(candidate)
+    for name in list(open_packs):
+        close(name)
+    return packs
+
+
+def _ready(jobs: list[Candidate], limits: PackLimits, now: datetime) -> bool:
+    """A class is dispatched when it fills a pack, when no job arrived for
+    ``linger_seconds``, or when its oldest job waited ``max_linger_seconds``."""
+    if jobs[0].dispatch_class == SOLO or len(jobs) >= limits.max_jobs:
+        return True
+    newest = max(c.created_at for c in jobs)
+    oldest = min(c.created_at for c in jobs)
+    return (now - newest >= timedelta(seconds=limits.linger_seconds)
+            or now - oldest >= timedelta(seconds=limits.max_linger_seconds))
+
+
+def size_pack(profile: ClusterProfile, members: Sequence[JobResources]) -> JobResources:
+    """Resources of a pack: the largest member's node shape, and a time
+    limit covering the members' summed runtime with the same headroom a
+    single job gets (``WALLTIME_FACTOR`` × estimate + ``WALLTIME_EXTRA_SECONDS``,
+    within the partition's limit). A pack of one keeps its job's resources.
+
+    Raises ``ValueError`` for an empty pack.
+    """
+    if not members:
+        raise ValueError("a pack needs at least one job")
+    if len(members) == 1:
+        return members[0]
+    largest = max(members, key=lambda r: (r.state_bytes, parse_memory(r.mem), r.cpus_per_task, r.gpus_per_node))
+    estimate = math.ceil(STARTUP_SECONDS + sum(simulation_seconds(r) for r in members))
+    wanted = max(parse_time_limit(profile.slurm.time_limit), WALLTIME_FACTOR * estimate + WALLTIME_EXTRA_SECONDS)
+    partition, seconds = _choose_partition(profile, largest.nodes, wanted)
+    return dataclasses.replace(largest, partition=partition.name, time_limit=format_time_limit(seconds),
+                               estimated_runtime_seconds=estimate)
+
+
+def pack_job_name(pack_id: str) -> str:
+    """The Slurm job name of a pack: ``qcos-<pack_id>`` (``qcos-pack-<hex>``),
+    unique, so a lookup by name tells whether sbatch created it. Raises
+    ``ValueError`` for an invalid id."""
+    return slurm_job_name(pack_id)
