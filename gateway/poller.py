@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from gateway import dispatcher
 from gateway.models import Job, Pack, QueueModel, utcnow
@@ -173,10 +173,11 @@ _jobs = Job.__table__
 #: One executemany per progress slice: each job's own final values, only while it is still live.
 _FINAL_UPDATE = (
     update(_jobs)
-    .where(_jobs.c.id == bindparam("b_id"), _jobs.c.status.in_(_LIVE_JOB))
+    .where(_jobs.c.id == bindparam("b_id"),
+           or_(_jobs.c.status == JobStatus.QUEUED.value, _jobs.c.status == JobStatus.PROCESSING.value))
     .values(status=bindparam("b_status"), result=bindparam("b_result"), error=bindparam("b_error"),
             execution_time_seconds=bindparam("b_time"), completed_at=bindparam("b_now"),
-            started_at=bindparam("b_started"))
+            started_at=func.coalesce(_jobs.c.started_at, bindparam("b_started")))
 )
 
 
@@ -286,8 +287,6 @@ def refresh_queue_model(runtime: Runtime, *, scheduler_ok: bool | None, pending_
     """Update this executor's :class:`QueueModel` row (see
     :mod:`gateway.estimates`): one aggregate query, and a write only when a
     figure changed or the scheduler check is 10 s old."""
-    from sqlalchemy import func
-
     with runtime.db.session() as session:
         waiting = {klass: int(total) for klass, total in session.execute(
             select(Job.dispatch_class, func.sum(Job.runtime_seconds)).where(

@@ -14,15 +14,27 @@ TOO_BIG_FOR_MEMORY = (
 )
 
 
-def lose_circuit_file(work_dir) -> None:
-    """Delete a just-submitted job's circuit, as a scratch purge would: the batch
-    job then fails in the runner (which reads it only after importing Qiskit,
-    a second or more after the job starts) and reports why."""
+def lose_circuit_file(runtime, job_id: str, *, timeout: float = 30.0) -> None:
+    """Dispatch the job, then delete its circuit as a scratch purge would: the
+    pack's runner then fails it (it reads the circuit only after importing
+    Qiskit, a second or more after the batch job starts) and reports why."""
     from pathlib import Path
 
+    from gateway.dispatcher import dispatch_cycle
+    from gateway.models import Job
     from hpc_jobs.workdir import CIRCUIT_FILE
 
-    (Path(work_dir) / CIRCUIT_FILE).unlink()
+    deadline = time.monotonic() + timeout
+    while True:
+        dispatch_cycle(runtime)
+        with runtime.db.session() as session:
+            job = session.get(Job, job_id)
+        if job.scheduler_job_id is not None:
+            (Path(job.work_dir) / CIRCUIT_FILE).unlink()
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} not dispatched after {timeout} s")
+        time.sleep(0.1)
 
 
 def drive_until_final(runtime, job_id: str, *, timeout: float = 90.0):

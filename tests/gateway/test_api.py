@@ -192,9 +192,11 @@ class TestExecute:
         runtime.tiers = {**runtime.tiers, "pro": replace(runtime.tiers["pro"], max_qubits=100)}
         clifford = _post(client, api_key, {"qasm": ghz, "shots": 10}).get_json()["job_id"]
         plain = _post(client, api_key, {"qasm": BELL.replace("h q[0];", "t q[0];"), "shots": 10}).get_json()
-        methods = [RunParameters.from_json((settings.work_root / job / PARAMS_FILE).read_text()).method
-                   for job in (clifford, plain["job_id"])]
+        jobs = [drive_until_final(runtime, job_id) for job_id in (clifford, plain["job_id"])]
+        methods = [RunParameters.from_json((settings.work_root / job.id / PARAMS_FILE).read_text()).method
+                   for job in jobs]
         assert methods == ["stabilizer", "statevector"]
+        assert [job.result["method"] for job in jobs] == methods
 
     def test_opaque_gate_is_refused_at_submission(self, client, runtime, api_key):
         qasm = 'OPENQASM 2.0; include "qelib1.inc"; opaque magic a; qreg q[1]; creg c[1]; magic q[0]; measure q -> c;'
@@ -261,7 +263,7 @@ class TestResults:
 
     def test_failed_job_answers_job_failed_with_its_reason(self, client, runtime, api_key, settings):
         job_id = _post(client, api_key, {"qasm": BELL, "shots": 10}).get_json()["job_id"]
-        lose_circuit_file(settings.work_root / job_id)
+        lose_circuit_file(runtime, job_id)
         job = drive_until_final(runtime, job_id)
         assert job.status == "failed" and "circuit.qasm" in job.error
         body = _assert_error(client.get(f"/results/{job_id}", headers={"X-API-Key": api_key}), 409, "JOB_FAILED")
