@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from tests.conftest import BELL, CORPUS
-from tests.helpers import lose_circuit_file
 from tests.stack import gateway_stack
 
 pytestmark = pytest.mark.e2e
@@ -55,17 +54,23 @@ class TestThroughSlurm:
         deadline = time.monotonic() + 30
         while True:
             accounting = subprocess.run(
-                ["sacct", "-P", "--noheader", "-X", "--name=qcos-bell-e2e-slurm", "--format=JobName,State",
-                 "--starttime=now-1hour"], capture_output=True, text=True, timeout=30,
+                ["sacct", "-P", "--noheader", "-X", "--format=JobName,State", "--starttime=now-1hour"],
+                capture_output=True, text=True, timeout=30,
             ).stdout.splitlines()
-            if "qcos-bell-e2e-slurm|COMPLETED" in accounting or time.monotonic() > deadline:
+            packs = [line for line in accounting if line.startswith("qcos-pack-") and line.endswith("|COMPLETED")]
+            if packs or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert "qcos-bell-e2e-slurm|COMPLETED" in accounting
+        assert packs, accounting
 
     def test_a_circuit_that_fails_in_the_batch_job_ends_failed_with_its_reason(self, slurm_stack):
         job = slurm_stack.submit(BELL, 10)
-        lose_circuit_file(Path(slurm_stack.env["QCOS_STATE_DIR"]) / "jobs" / job["job_id"])
+        circuit = Path(slurm_stack.env["QCOS_STATE_DIR"]) / "jobs" / job["job_id"] / "circuit.qasm"
+        deadline = time.monotonic() + 30
+        while not circuit.exists():  # written by the dispatcher with the pack
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        circuit.unlink()
         status = slurm_stack.wait_final(job["job_id"])
         assert status["status"] == "failed" and status["result"] is None
         assert "circuit.qasm" in status["error"]
@@ -84,9 +89,10 @@ class TestThroughSlurm:
         assert (status["status"], status["error"]) == ("failed", "cancelled by the user")
         deadline = time.monotonic() + 30
         while True:
-            states = subprocess.run(["sacct", "-P", "--noheader", "-X", "--name=qcos-cancel-e2e-slurm",
-                                     "--format=State", "--starttime=now-1hour"],
-                                    capture_output=True, text=True, timeout=30).stdout.split()
+            # The job was the only one of its pack: the poller scancels the pack.
+            states = [line.partition("|")[2] for line in subprocess.run(
+                ["sacct", "-P", "--noheader", "-X", "--format=JobName,State", "--starttime=now-1hour"],
+                capture_output=True, text=True, timeout=30).stdout.splitlines() if line.startswith("qcos-pack-")]
             if any(state.startswith("CANCELLED") for state in states) or time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -158,7 +164,8 @@ def test_the_gateway_reaches_slurm_over_ssh(tmp_path, slurm_cluster, sshd_server
         job = stack.submit(BELL, 512, job_id="bell-over-ssh")
         _assert_bell(stack.wait_final(job["job_id"]), 512)
         assert (remote_root / "bell-over-ssh" / "result.json").exists()
-        assert not (tmp_path / "state" / "staging" / "bell-over-ssh").exists()
+        assert list((remote_root / "_packs").glob("pack-*/progress.jsonl"))
+        assert not list((tmp_path / "state" / "staging").glob(".pack-*"))
         dry = requests.post(f"{stack.base_url}/execute?dry_run=true", json={"qasm": BELL, "shots": 10},
                             headers=stack.headers(), timeout=30).json()
         assert dry["slurm_test_only"]["accepted"] is True
@@ -169,50 +176,47 @@ def test_the_gateway_reaches_slurm_over_ssh(tmp_path, slurm_cluster, sshd_server
 
 @pytest.mark.slurm
 @pytest.mark.postgres
-def test_a_job_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm_cluster, postgres_url):
-    """The gateway stopped between sbatch and recording the Slurm id: the
-    poller finds the batch job by its name (qcos-<job_id>) and adopts it."""
-    import secrets
+def test_a_pack_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm_cluster, postgres_url, mocker):
+    """The dispatcher lost sbatch's answer (or died right after sbatch): the
+    next recovery finds the batch job by its name (qcos-pack-<hex>) and adopts
+    it instead of submitting the pack again."""
     from dataclasses import replace
     from datetime import timedelta
 
-    from sqlalchemy import update
-
-    from gateway import create_app
+    from gateway import create_app, dispatcher
     from gateway.config import Settings
     from gateway.migrations import upgrade_database
-    from gateway.models import Job, utcnow
-    from gateway.poller import run_cycle
-    from hpc_jobs.workdir import RunParameters
-    from tests.conftest import make_user
-    from tests.helpers import drive_until_final
+    from gateway.models import utcnow
+    from hpc_jobs.executors.base import SubmissionUnconfirmed
+    from tests.gateway.test_dispatch import _drive
 
     upgrade_database(postgres_url)
     settings = replace(Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
-                                          "QCOS_DATABASE_URL": postgres_url}), missing_grace_seconds=600)
-    runtime = create_app({"QCOS_SETTINGS": settings}).extensions["qcos"]
-    user_id = make_user(runtime)[0]
-    job_id = "lost-answer-" + secrets.token_hex(4)
-    created = utcnow()
-    work_dir = runtime.work_dirs.stage(job_id=job_id, qasm=BELL, profile=runtime.profile,
-                                       params=RunParameters(job_id=job_id, shots=64, seed=3))
-    lost = runtime.executor.submit(work_dir, job_name=f"qcos-{job_id}")  # its answer never reaches the database
-    with runtime.db.transaction() as session:
-        session.add(Job(id=job_id, user_id=user_id, status="queued", qasm=BELL, shots=64, num_qubits=2,
-                        request_hash="-", executor="slurm", cluster_profile="dev", work_dir=str(work_dir),
-                        created_at=created))
-    # The poller looks for such rows once they are RECOVERY_AFTER old; let that time pass.
-    with runtime.db.transaction() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(created_at=created - timedelta(seconds=31)))
+                                          "QCOS_DATABASE_URL": postgres_url}), submit_recovery_seconds=0)
+    app = create_app({"QCOS_SETTINGS": settings})
+    runtime = app.extensions["qcos"]
+    from tests.conftest import make_user
+
+    key = make_user(runtime)[1]
+    client = app.test_client()
+    ids = [client.post("/execute", json={"qasm": BELL, "shots": 64}, headers={"X-API-Key": key}).get_json()["job_id"]
+           for _ in range(3)]
+    time.sleep(settings.pack_linger_seconds + 0.1)
+    [pack_id] = dispatcher.plan_cycle(runtime, now=utcnow())
+    real_submit = runtime.executor.submit
+    submitted = []
+
+    def answer_lost(work_dir, **kwargs):
+        submitted.append(real_submit(work_dir, **kwargs))
+        raise SubmissionUnconfirmed("sbatch printed no job id")
+
+    mocker.patch.object(runtime.executor, "submit", side_effect=answer_lost)
+    dispatcher.submit_cycle(runtime, now=utcnow())
     deadline = time.monotonic() + 30
-    while True:  # slurmdbd indexes a new job by name within moments
-        run_cycle(runtime)
-        with runtime.db.session() as session:
-            adopted = session.get(Job, job_id).scheduler_job_id
-        if adopted or time.monotonic() > deadline:
-            break
+    while not dispatcher.recover_cycle(runtime, now=utcnow() + timedelta(seconds=1)):
+        assert time.monotonic() < deadline  # slurmdbd indexes a new job by name within moments
         time.sleep(1)
-    assert adopted == lost
-    job = drive_until_final(runtime, job_id)
-    assert job.status == "completed", job.error
-    assert sum(job.result["counts"].values()) == 64
+    mocker.stopall()
+    jobs = _drive(runtime, ids)
+    assert {job.status for job in jobs.values()} == {"completed"}
+    assert {job.scheduler_job_id for job in jobs.values()} == set(submitted) and len(submitted) == 1
