@@ -91,7 +91,7 @@ class _CountingTransport:
 
 def bench_poll_cycle(tmp: Path, jobs: int) -> None:
     from gateway.accounts import create_user
-    from gateway.poller import run_cycle
+    from gateway.poller import service_cycle
 
     app = _gateway(tmp / "poll")
     runtime = app.extensions["qcos"]
@@ -101,7 +101,7 @@ def bench_poll_cycle(tmp: Path, jobs: int) -> None:
     timings = []
     for _ in range(5):
         started = time.perf_counter()
-        run_cycle(runtime)
+        service_cycle(runtime)
         timings.append(time.perf_counter() - started)
     _report(f"poll cycle, {jobs} live jobs, local executor", statistics.median(timings) * 1000, "ms/cycle")
 
