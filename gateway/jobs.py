@@ -23,6 +23,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Sequence
 
 from sqlalchemy import func, select, update
@@ -178,8 +179,11 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
             raise
     now = utcnow()
     batch = Batch(id="batch_" + secrets.token_hex(12), user_id=user.id, count=len(requests), created_at=now)
+    # One microsecond apart, so request order is creation order: GET /batches and the
+    # dispatcher's oldest-first order both keep the order the circuits were sent in.
     jobs = [_job_row(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()), batch_id=batch.id,
-                     now=now) for request, plan in zip(requests, plans)]
+                     now=now + timedelta(microseconds=index))
+            for index, (request, plan) in enumerate(zip(requests, plans))]
     try:
         with runtime.db.transaction() as session:
             reserve_daily_jobs(session, user_id=user.id, tier=plans[0].tier, now=now, count=len(jobs))

@@ -29,6 +29,9 @@ def test_a_batch_is_accepted_at_once_and_each_circuit_is_an_ordinary_job(client,
     pending = client.get(f"/batches/{body['batch_id']}", headers={"X-API-Key": api_key}).get_json()
     assert pending["done"] is False and pending["counts"]["queued"] == 2
     _drive(runtime, body["job_ids"])
+    ordered = _post(client, api_key, [{"qasm": BELL, "job_id": f"o-{c}"} for c in "cba"]).get_json()
+    listed = client.get(f"/batches/{ordered['batch_id']}", headers={"X-API-Key": api_key}).get_json()
+    assert [j["job_id"] for j in listed["jobs"]] == ["o-c", "o-b", "o-a"]  # request order, not id order
     done = client.get(f"/batches/{body['batch_id']}", headers={"X-API-Key": api_key}).get_json()
     assert done["done"] is True and done["counts"]["completed"] == 2
     assert [sum(j["result"]["counts"].values()) for j in done["jobs"]] == [100, 1024]
