@@ -54,7 +54,7 @@ def test_document_is_openapi_3_and_lists_every_endpoint(live_gateway):
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {"/", "/execute", "/status/{job_id}", "/results/{job_id}", "/pricing",
                                       "/user/me", "/user/usage", "/jobs", "/jobs/{job_id}", "/admin/queue",
-                                      "/admin/cluster", "/admin/jobs/{job_id}/cancel"}
+                                      "/admin/cluster", "/admin/jobs/{job_id}/cancel", "/batches", "/batches/{batch_id}"}
 
 
 def test_docs_page_and_its_assets_come_from_the_gateway(live_gateway):

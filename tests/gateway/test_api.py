@@ -272,9 +272,10 @@ class TestResults:
         assert status["status"] == "failed" and status["result"] is None and status["error"] == job.error
 
 
-class TestSchedulerFailure:
-    def test_unavailable_scheduler_is_503_and_keeps_nothing(self, settings, tmp_path):
+class TestSchedulerDown:
+    def test_a_scheduler_that_cannot_work_never_refuses_a_submission(self, settings, tmp_path):
         from gateway import create_app
+        from gateway.poller import service_cycle
         from hpc_jobs.executors.local import LocalExecutor
 
         blocker = tmp_path / "file"
@@ -282,11 +283,12 @@ class TestSchedulerFailure:
         app = create_app({"QCOS_SETTINGS": settings, "QCOS_EXECUTOR_OBJECT": LocalExecutor(blocker / "registry")})
         runtime = app.extensions["qcos"]
         key = make_user(runtime)[1]
-        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "doomed"},
+        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "waits"},
                                           headers={"X-API-Key": key})
-        _assert_error(response, 503, "SERVICE_UNAVAILABLE")
-        assert _job_count(runtime) == 0
-        assert not (settings.work_root / "doomed").exists()
+        assert response.status_code == 201 and response.get_json()["status"] == "queued"
+        service_cycle(runtime)  # the dispatcher cannot submit: the job keeps waiting, nothing is lost
+        status = app.test_client().get("/status/waits", headers={"X-API-Key": key}).get_json()
+        assert status["status"] == "queued"
 
 
 class TestErrorsEverywhere:
@@ -306,25 +308,15 @@ class TestErrorsEverywhere:
 
 
 class TestUnexpectedFailures:
-    def test_a_bug_is_a_json_500_and_leaves_no_job(self, settings, caplog):
+    def test_a_bug_is_a_json_500_and_leaves_no_job(self, client, runtime, api_key, caplog, mocker):
         import logging
 
-        from gateway import create_app
-
         caplog.set_level(logging.INFO)
-        from hpc_jobs.executors.local import LocalExecutor
-
-        class Broken(LocalExecutor):
-            def submit(self, work_dir, *, job_name):
-                raise RuntimeError("a bug, not a scheduler problem")
-
-        app = create_app({"QCOS_SETTINGS": settings, "QCOS_EXECUTOR_OBJECT": Broken(settings.local_registry)})
-        runtime = app.extensions["qcos"]
-        key = make_user(runtime)[1]
-        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "bug"}, headers={"X-API-Key": key})
+        mocker.patch("gateway.jobs.estimates.estimated_seconds", side_effect=RuntimeError("a bug, not bad input"))
+        response = client.post("/execute", json={"qasm": BELL, "job_id": "bug"}, headers={"X-API-Key": api_key})
         body = _assert_error(response, 500, "INTERNAL_ERROR")
         assert "Traceback" not in response.get_data(as_text=True) and "bug" not in body["detail"]
-        assert _job_count(runtime) == 0 and not (settings.work_root / "bug").exists()
+        assert _job_count(runtime) == 0
         # The log line of that request carries its request_id.
         assert any(body["request_id"] in record.getMessage() for record in caplog.records)
 

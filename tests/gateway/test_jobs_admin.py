@@ -79,7 +79,7 @@ class TestDryRun:
         assert response.status_code == 200
         body = response.get_json()
         assert body["dry_run"] is True and body["num_qubits"] == 2 and body["shots"] == 100
-        assert "#SBATCH --job-name=qcos-preview" in body["sbatch_script"]
+        assert "#SBATCH --job-name=qcos-pack-dry-run-" in body["sbatch_script"]  # the pack it would run alone in
         assert body["slurm_test_only"] is None  # the local executor has no --test-only
         assert client.get("/jobs", headers={"X-API-Key": api_key}).get_json()["total"] == 0
         assert not (settings.work_root / "preview").exists()
