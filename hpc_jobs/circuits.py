@@ -59,6 +59,7 @@ __all__ = [
     "CircuitLimits",
     "CircuitSummary",
     "ValidationBudget",
+    "is_rust_panic",
     "load_circuit",
     "summarize",
     "validation_cost",
@@ -632,7 +633,7 @@ def _check_cost(bytecode: list, library_size: int, code: str, limits: CircuitLim
     return work, calls
 
 
-def _is_rust_panic(error: BaseException) -> bool:
+def is_rust_panic(error: BaseException) -> bool:
     """Whether ``error`` is a panic in Qiskit's Rust code, raised as
     ``pyo3_runtime.PanicException``: a ``BaseException`` that no ``except
     Exception`` catches, and whose class cannot be imported by name."""
@@ -712,7 +713,7 @@ def _qiskit_errors(what: str) -> Iterator[None]:
     except Exception as error:  # Qiskit's circuit builder raises several types.
         raise CircuitError(f"{what}: {error}") from None
     except BaseException as error:
-        if not _is_rust_panic(error):
+        if not is_rust_panic(error):
             raise
         raise CircuitError(f"{what} ({error})") from None
 
