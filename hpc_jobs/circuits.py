@@ -5,10 +5,15 @@ calls it again inside the batch job, so a circuit accepted at submission is
 the circuit that runs, and a circuit the runner would refuse is refused with
 an HTTP error instead of a failed batch job.
 
-Parsing is :func:`qiskit.qasm2.loads`. Before it runs, a lexical pre-scan
-(regular expressions over the source with ``//`` comments blanked) bounds
-what the parser may allocate and refuses ``include`` of anything but
-``qelib1.inc``; it is a safety bound, not a parser.
+Parsing is what :func:`qiskit.qasm2.loads` does, in its two steps: Qiskit's
+Rust parser turns the source into bytecode, and
+:func:`qiskit.qasm2.parse.from_bytecode` builds the circuit from it. Each
+step's cost is bounded before it runs. A lexical pre-scan (regular
+expressions over the source with ``//`` comments blanked; a safety bound, not
+a parser) bounds what the Rust parser may produce and refuses what crashes
+it, and ``include`` of anything but ``qelib1.inc``. Then one pass over the
+bytecode (:func:`_check_cost`) prices the circuit's construction, inlining
+and summary before any of it is done (:class:`CircuitLimits`).
 
 Gate libraries. Qiskit's exporter (:func:`qiskit.qasm2.dumps`) writes
 ``include "qelib1.inc";`` and then uses gates that the original qelib1.inc
