@@ -42,8 +42,7 @@ def on_starting(server):
     from gateway.migrations import upgrade_database
 
     settings = _settings
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.work_root.mkdir(parents=True, exist_ok=True)
+    settings.prepare_dirs()
     upgrade_database(settings.database_url)
     # The scheme only: a Redis URI may hold a password.
     storage = settings.ratelimit_storage_uri.partition(":")[0] + "://"

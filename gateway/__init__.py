@@ -12,6 +12,45 @@ __version__ = "1.0.0"
 
 log = logging.getLogger("gateway.access")
 
+#: Headers a browser page on an allowed origin may send and read (``QCOS_CORS_ORIGINS``).
+CORS_REQUEST_HEADERS = ("Content-Type", "X-API-Key", "Authorization")
+CORS_EXPOSED_HEADERS = ("X-Request-ID", "Location", "Retry-After", "X-RateLimit-Limit",
+                        "X-RateLimit-Remaining", "X-RateLimit-Reset")
+#: Seconds a browser may cache a preflight answer.
+CORS_MAX_AGE = 600
+
+
+class GatewayFlask(Flask):
+    """Flask, with two answers of its own.
+
+    A panic in Rust code that a view calls (Qiskit, through pyo3) arrives as
+    ``pyo3_runtime.PanicException``, a ``BaseException`` that Flask does not
+    handle: it would end the gunicorn worker and every request in flight on
+    it. Here it becomes an ordinary error, answered 500 ``INTERNAL_ERROR``.
+
+    ``OPTIONS`` on a route answers ``204 No Content`` with ``Allow`` (Flask
+    answers an empty ``text/html`` 200); with ``QCOS_CORS_ORIGINS`` set,
+    Flask-CORS adds the preflight headers for allowed origins.
+    """
+
+    def dispatch_request(self):
+        from hpc_jobs.circuits import is_rust_panic
+
+        try:
+            return super().dispatch_request()
+        except Exception:
+            raise
+        except BaseException as exc:
+            if not is_rust_panic(exc):
+                raise
+            raise RuntimeError(f"panic in Rust code: {exc}") from exc
+
+    def make_default_options_response(self):
+        response = super().make_default_options_response()
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
+        return response
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the gateway app.
@@ -24,10 +63,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from gateway import openapi
     from gateway.api import account, admin, batches, health, jobs
     from gateway.config import Settings
-    from gateway.errors import register_error_handlers
+    from gateway.errors import InvalidRequest, register_error_handlers
     from gateway.runtime import Runtime
 
-    app = Flask(__name__)
+    app = GatewayFlask(__name__)
     app.config.update(config or {})
     settings = app.config.get("QCOS_SETTINGS") or Settings.from_env()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -38,6 +77,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _assign_request_id() -> None:
         g.request_id = "req_" + secrets.token_hex(8)
+
+    @app.before_request
+    def _refuse_nul_in_the_url() -> None:
+        # Path and query values reach database lookups; PostgreSQL refuses NUL in text.
+        if "\x00" in request.path or any("\x00" in key + value for key, value in request.args.items(multi=True)):
+            raise InvalidRequest("The URL contains a NUL character (%00)")
+
+    if settings.cors_origins:
+        from flask_cors import CORS
+
+        CORS(app, origins=list(settings.cors_origins), methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+             allow_headers=list(CORS_REQUEST_HEADERS), expose_headers=list(CORS_EXPOSED_HEADERS),
+             max_age=CORS_MAX_AGE, supports_credentials=False)
 
     @app.after_request
     def _tag_response(response):

@@ -31,8 +31,7 @@ def _settings() -> Settings:
 
 
 def _prepare_state(settings: Settings) -> None:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.work_root.mkdir(parents=True, exist_ok=True)
+    settings.prepare_dirs()
 
 
 def _tiers(settings: Settings):

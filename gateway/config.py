@@ -6,7 +6,7 @@ Every variable is optional; the defaults are the embedded setup of
 =============================== ============================================
 ``QCOS_STATE_DIR``              folder for the SQLite file, work dirs and the
                                 local executor (default: ``var/`` in the
-                                checkout)
+                                checkout); made mode 0700 at start
 ``QCOS_DATABASE_URL``           SQLAlchemy URL; ``postgresql://…`` uses
                                 psycopg 3 (default: SQLite in the state dir)
 ``QCOS_EXECUTOR``               ``local`` (default) or ``slurm``
@@ -68,12 +68,18 @@ Every variable is optional; the defaults are the embedded setup of
                                 gateway whose ``X-Forwarded-For`` is trusted
                                 for the client address (default 0: use the
                                 TCP peer address, ignore the header)
+``QCOS_CORS_ORIGINS``           origins (``https://app.example.org``,
+                                comma- or space-separated, or ``*``) whose
+                                browser pages may call the API; default none:
+                                no CORS headers, ``OPTIONS`` answers 204 with
+                                ``Allow`` only
 =============================== ============================================
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -129,6 +135,30 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    origins = tuple((env.get(name) or "").replace(",", " ").split())
+    for origin in origins:
+        # Exact origins only: Flask-CORS would read "(", "*", "$"... as a regular expression.
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(f"{name} must list origins such as https://app.example.org:8443 (scheme, host, "
+                              f"optional port; no path) or '*', not {origin!r}")
+    if "*" in origins and len(origins) > 1:
+        raise ConfigError(f"{name}: '*' allows every origin; list no others with it")
+    return origins
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (with missing parents) and make it mode 0700: readable
+    by the service user only, whatever the umask. Returns ``path``.
+    Raises ``OSError``."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -164,6 +194,7 @@ class Settings:
     ratelimit_key_prefix: str = "qcos"
     anon_rate_limit: str = "60/minute"
     trusted_proxies: int = 0
+    cors_origins: tuple[str, ...] = ()
     # The dispatcher and packs (gateway/dispatcher.py, hpc_jobs/packing.py).
     pack_max_jobs: int = 250
     pack_max_seconds: int = 900
@@ -186,6 +217,14 @@ class Settings:
         return PackLimits(max_jobs=self.pack_max_jobs, max_seconds=self.pack_max_seconds,
                           max_state_bytes=self.pack_max_state_bytes, max_job_seconds=self.pack_max_job_seconds,
                           linger_seconds=self.pack_linger_seconds, max_linger_seconds=self.pack_max_linger_seconds)
+
+    def prepare_dirs(self) -> None:
+        """Create the state dir (mode 0700, also when it exists) and a missing
+        local work root (mode 0700; an existing one is left as it is, each
+        job's work dir in it is 0700). Raises ``OSError``."""
+        make_private_dir(self.state_dir)
+        if not self.ssh_host:
+            self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -242,6 +281,7 @@ class Settings:
             ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
             anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
             trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
+            cors_origins=_origins(env, "QCOS_CORS_ORIGINS"),
             pack_max_jobs=max(1, _whole_number(env, "QCOS_PACK_MAX_JOBS", 250)),
             pack_max_seconds=max(1, _whole_number(env, "QCOS_PACK_MAX_SECONDS", 900)),
             pack_max_state_bytes=_whole_number(env, "QCOS_PACK_MAX_STATE_BYTES", 1 << 30),

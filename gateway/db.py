@@ -5,6 +5,10 @@ gunicorn forks workers from a master that may already have built the app
 :class:`Database` notices a new pid and builds a fresh engine there, after
 telling the inherited pool to forget (not close) the parent's connections —
 the recipe of SQLAlchemy's "Using Connection Pools with Multiprocessing".
+
+A SQLite database file holds API key hashes and every job's circuit: it is
+created mode 0600 before SQLite opens it (SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode), whatever the umask.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -50,6 +54,7 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
+            make_sqlite_file_private(self.url)
             engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
 
             @event.listens_for(engine, "connect")
@@ -81,3 +86,24 @@ class Database:
         if self._engine is not None and self._pid == os.getpid():
             self._engine.dispose()
         self._engine = None
+
+
+def make_sqlite_file_private(url: str) -> None:
+    """For a ``sqlite:///PATH`` URL: create PATH mode 0600 if it is missing,
+    and set 0600 on it and on its journal files if they exist (an older
+    install's may be 0644). Other URLs, in-memory databases and missing
+    folders are left alone. Raises ``OSError`` for a file it may not change."""
+    if not url.startswith("sqlite"):
+        return
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except FileNotFoundError:
+        return  # no folder: SQLite reports it when it connects
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass

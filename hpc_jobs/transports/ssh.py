@@ -13,6 +13,7 @@ nothing else: an unknown or changed key is refused, never learned.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import posixpath
 import re
@@ -29,7 +30,7 @@ import paramiko
 
 from hpc_jobs.transports.base import CommandResult, TransportError
 
-__all__ = ["MAX_READ_BYTES", "SSHTransport", "remote_command"]
+__all__ = ["MAX_READ_BYTES", "REMOTE_KILL_AFTER", "SSHTransport", "remote_command"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ T = TypeVar("T")
 #: files the gateway reads (result.json, error.json, stderr.log) are far
 #: smaller; a bigger one is a runaway job, not something to load into memory.
 MAX_READ_BYTES = 16 * 1024 * 1024
+
+#: Seconds between the SIGTERM and the SIGKILL that end a remote command past its timeout.
+REMOTE_KILL_AFTER = 2
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHUNK = 65536
@@ -316,24 +320,37 @@ class SSHTransport:
     # ------------------------------------------------------------------ commands
 
     def run(self, argv: Sequence[str], *, timeout: float = 30.0) -> CommandResult:
-        """Run ``argv`` on the remote host; ``timeout``: seconds from opening the
-        channel to the exit status (connecting has its own ``connect_timeout``).
+        """Run ``argv`` on the remote host; ``timeout``: seconds from the call
+        to the exit status (connecting has its own ``connect_timeout``).
 
         stdout and stderr are read together as they arrive, so a command that
         fills both cannot stall. ``returncode`` is -1 when the remote program
         died of a signal (SSH reports no exit status then). Raises
         :class:`TransportError` when the host cannot be reached, the
         connection is lost or the command overruns ``timeout``; in the last
-        two cases the remote program may have run, and may still be running.
-        Raises ``ValueError`` for an argv :func:`remote_command` refuses.
+        two cases the remote program may have run.
+
+        The remote program runs under coreutils ``timeout`` (which the login
+        node must have), so it ends about a second after ``timeout`` even if
+        this side gave up or the connection died: it gets SIGTERM, SIGKILL
+        :data:`REMOTE_KILL_AFTER` seconds later, and so does every process
+        it started. (Closing the channel alone ends nothing: without a pty
+        the program gets no SIGHUP, and a hanging ``squeue`` that writes
+        nothing never sees a broken pipe. A pty would merge stderr into
+        stdout, which the Slurm parsers read apart, and would need a live
+        connection to deliver the hang-up.) Raises ``ValueError`` for an argv
+        :func:`remote_command` refuses.
         """
-        command = remote_command(argv, self._env)
+        remote_command(argv, self._env)  # refuse a bad argv before waiting for a session
         deadline = time.monotonic() + timeout
         name = os.fspath(argv[0])
         if not self._sessions.acquire(timeout=timeout):
             raise TransportError(f"{name}: no free SSH session to {self._where} within {timeout:g} s")
         try:
-            return self._run(argv, command, name, deadline, timeout)
+            # Whole seconds, one more than what is left: this side gives up first.
+            seconds = math.ceil(max(0.0, deadline - time.monotonic())) + 1
+            bounded = ["timeout", f"--kill-after={REMOTE_KILL_AFTER}", str(seconds), *argv]
+            return self._run(argv, remote_command(bounded, self._env), name, deadline, timeout)
         finally:
             self._sessions.release()
 
@@ -451,12 +468,13 @@ class SSHTransport:
     def upload_dir(
         self, local_dir: str | os.PathLike[str], remote_dir: str | os.PathLike[str], *, timeout: float = 60.0
     ) -> None:
-        """Copy the tree ``local_dir`` to the absolute path ``remote_dir`` (mode 0750).
+        """Copy the tree ``local_dir`` to the absolute path ``remote_dir`` (mode
+        0700: job data belongs to the service user only).
 
         Files keep their permission bits. The copy is written to
         ``<remote_dir>.partial`` and renamed into place, so the remote side
         never sees a half-written work dir; an existing ``remote_dir`` is
-        replaced, and missing parents are created (mode 0750). ``timeout``:
+        replaced, and missing parents are created (mode 0700). ``timeout``:
         seconds for each SFTP request. Raises :class:`TransportError`, or
         ``ValueError`` for a relative or root ``remote_dir``.
         """
@@ -630,13 +648,13 @@ def _make_parents(sftp: paramiko.SFTPClient, path: str) -> None:
             missing.append(path)
             path = posixpath.dirname(path)
     for directory in reversed(missing):
-        sftp.mkdir(directory, 0o750)
+        sftp.mkdir(directory, 0o700)
 
 
 def _put_tree(sftp: paramiko.SFTPClient, local: Path, remote: str) -> None:
-    sftp.mkdir(remote, 0o750)
+    sftp.mkdir(remote, 0o700)
     # The server applies its umask to mkdir; set the mode we promise.
-    sftp.chmod(remote, 0o750)
+    sftp.chmod(remote, 0o700)
     for entry in sorted(local.iterdir()):
         target = posixpath.join(remote, entry.name)
         if entry.is_symlink():

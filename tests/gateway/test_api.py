@@ -376,6 +376,91 @@ class TestHostileInput:
         again = _post(client, api_key, body).get_json()
         assert again["status"] == "completed" and "already exists" in again["message"]
 
+    def test_an_integer_of_2_64_is_circuit_invalid_not_a_dead_worker(self, client, runtime, api_key):
+        # Qiskit's lexer panics on it (a BaseException that used to end the gunicorn worker).
+        qasm = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[18446744073709551616];\n'
+        body = _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")
+        assert "line 5, column 5" in body["detail"] and "too large" in body["detail"]
+        assert _job_count(runtime) == 0
+        assert _post(client, api_key, {"qasm": BELL}).status_code == 201
+
+    def test_a_panic_anywhere_in_a_view_is_a_json_500_and_the_app_keeps_serving(self, client, runtime, api_key,
+                                                                                mocker):
+        from qiskit import qasm2
+
+        with pytest.raises(BaseException) as panic:
+            qasm2.loads('OPENQASM 2.0;\nqreg q[1];\nU(0,0,0) q[18446744073709551616];\n')
+        mocker.patch("gateway.jobs.load_circuit", side_effect=panic.value)
+        _assert_error(_post(client, api_key, {"qasm": BELL}), 500, "INTERNAL_ERROR")
+        mocker.stopall()
+        assert _post(client, api_key, {"qasm": BELL}).status_code == 201
+
+    @pytest.mark.parametrize(("qasm", "code", "words"), [
+        ("// a\u0000b\n" + BELL, "CIRCUIT_INVALID", "line 1, column 5: the program contains a NUL character"),
+        (BELL + "// \ud800", "INVALID_REQUEST", "valid string"),  # JSON can carry a lone surrogate
+    ], ids=["NUL", "surrogate"])
+    def test_text_the_database_cannot_store_is_a_400(self, client, runtime, api_key, qasm, code, words):
+        # PostgreSQL refuses NUL in text: this was a 500 there.
+        raw = json.dumps({"qasm": qasm})
+        response = client.post("/execute", data=raw, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+        assert words in _assert_error(response, 400, code)["detail"]
+        assert _job_count(runtime) == 0
+
+    @pytest.mark.parametrize("path", ["/status/a%00b", "/results/a%00b", "/jobs?status=queued&x=%00"])
+    def test_a_nul_in_the_url_is_invalid_request(self, client, api_key, path):
+        _assert_error(client.get(path, headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
+
+
+class TestOptions:
+    def test_options_is_an_empty_204_with_allow(self, client):
+        response = client.options("/execute")
+        assert response.status_code == 204
+        assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+        assert "Content-Type" not in response.headers and response.get_data() == b""
+        assert not any(name.startswith("Access-Control-") for name in response.headers.keys())
+
+    def test_options_of_an_unknown_route_is_a_json_404(self, client):
+        _assert_error(client.options("/nope"), 404, "NOT_FOUND")
+
+    def test_without_configured_origins_no_cors_headers_are_sent(self, client, api_key):
+        response = client.get("/user/me", headers={"X-API-Key": api_key, "Origin": "https://app.example.org"})
+        assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
+
+    def test_a_preflight_from_an_allowed_origin(self, settings):
+        from gateway import create_app
+
+        app = create_app({"QCOS_SETTINGS": replace(settings, cors_origins=("https://app.example.org",))})
+        preflight = {"Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type, x-api-key"}
+        response = app.test_client().options("/execute", headers=preflight)
+        assert response.status_code == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        assert {"content-type", "x-api-key"} <= set(response.headers["Access-Control-Allow-Headers"].lower().split(", "))
+        assert response.headers["Access-Control-Max-Age"] == "600"
+        # Another origin gets nothing to let a browser through.
+        other = app.test_client().options("/execute", headers={**preflight, "Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other.headers
+        # The answers themselves, errors included, may be read by the allowed page.
+        answer = app.test_client().get("/user/me", headers={"Origin": "https://app.example.org"})
+        assert answer.status_code == 401
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
+        assert "X-Request-ID" in answer.headers["Access-Control-Expose-Headers"]
+
+    @pytest.mark.parametrize("value", ["app.example.org", "https://a.example/path", "https://(.*)", "*, https://a.b"])
+    def test_cors_origins_must_be_exact_origins(self, value):
+        from gateway.config import ConfigError, Settings
+
+        with pytest.raises(ConfigError, match="QCOS_CORS_ORIGINS"):
+            Settings.from_env({"QCOS_CORS_ORIGINS": value})
+
+    def test_cors_origins_are_read_from_the_environment(self):
+        from gateway.config import Settings
+
+        settings = Settings.from_env({"QCOS_CORS_ORIGINS": "https://a.example, http://localhost:3000"})
+        assert settings.cors_origins == ("https://a.example", "http://localhost:3000")
+        assert Settings.from_env({}).cors_origins == ()
+
 
 
 class TestWaitingIsBounded:
