@@ -47,7 +47,10 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_UNKNOWN_STATE_GRACE``    seconds a pack may stay in a Slurm state the
                                 lifecycle table does not know (600)
 ``QCOS_BATCH_MAX_CIRCUITS``     circuits per ``POST /batches`` (1000);
-                                ``QCOS_MAX_BATCH_BODY_BYTES`` its body (32 MiB)
+                                ``QCOS_MAX_BATCH_BODY_BYTES`` its body (32 MiB);
+                                ``QCOS_BATCH_VALIDATION_UNITS`` the validation
+                                cost its circuits may use together (1,500,000:
+                                ten times one circuit's bound)
 ``QCOS_LOG_LEVEL``              ``INFO`` by default
 ``QCOS_TIERS_FILE``             tiers, quotas and rate limits (default
                                 ``deploy/tiers.toml``)
@@ -208,6 +211,7 @@ class Settings:
     unknown_state_grace_seconds: float = 600.0
     batch_max_circuits: int = 1000
     max_batch_body_bytes: int = 32 * 1024 * 1024
+    batch_validation_units: int = 1_500_000
 
     @property
     def pack_limits(self):
@@ -294,5 +298,6 @@ class Settings:
             unknown_state_grace_seconds=_number(env, "QCOS_UNKNOWN_STATE_GRACE", 600.0),
             batch_max_circuits=max(1, _whole_number(env, "QCOS_BATCH_MAX_CIRCUITS", 1000)),
             max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),
+            batch_validation_units=max(1, _whole_number(env, "QCOS_BATCH_VALIDATION_UNITS", 1_500_000)),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

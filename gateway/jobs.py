@@ -36,7 +36,7 @@ from gateway.quotas import check_job_size, reserve_daily_jobs, tier_of
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
 from gateway.tiers import Tier
-from hpc_jobs.circuits import CircuitError, load_circuit, simulates_shot_by_shot, summarize
+from hpc_jobs.circuits import CircuitError, ValidationBudget, load_circuit, simulates_shot_by_shot, summarize
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.packing import PackState, dispatch_class, simulation_seconds
 from hpc_jobs.sizing import JobResources, SizingError, size_job
@@ -73,8 +73,12 @@ class JobPlan:
     runtime_seconds: int
 
 
-def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
+def plan_job(runtime: Runtime, user: User, request: ExecuteRequest, *,
+             budget: ValidationBudget | None = None) -> JobPlan:
     """Validate the circuit, check the tier's per-job limits and size the job.
+
+    ``budget``: validation cost units shared with the other circuits of a
+    batch (:class:`hpc_jobs.circuits.ValidationBudget`).
 
     Raises :class:`CircuitInvalid` for a circuit that is invalid or cannot fit
     the cluster profile's largest allocation (the message says needed vs
@@ -82,7 +86,7 @@ def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
     Stores nothing.
     """
     try:
-        circuit = load_circuit(request.qasm)
+        circuit = load_circuit(request.qasm, budget=budget)
     except CircuitError as exc:
         raise CircuitInvalid(f"Invalid circuit: {exc}") from None
     summary = summarize(circuit)
@@ -154,7 +158,8 @@ class BatchSubmission:
 def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest]) -> BatchSubmission:
     """Validate every circuit, then store them all as one batch, or nothing.
 
-    Every circuit is validated before anything is stored; the first invalid
+    Every circuit is validated before anything is stored, all within
+    ``QCOS_BATCH_VALIDATION_UNITS`` cost units together; the first invalid
     one is a :class:`CircuitInvalid` (or :class:`QuotaExceeded`) whose detail
     starts ``circuits[<index>]: ``. The daily quota counts each circuit, all
     or none (429). Custom job_ids must be unused (409 names the index) and
@@ -171,9 +176,11 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
         if repeat is not None:
             return repeat
     plans = []
+    # The whole batch shares one validation budget, so its cost is bounded whatever its circuits hold.
+    budget = ValidationBudget(runtime.settings.batch_validation_units)
     for index, request in enumerate(requests):
         try:
-            plans.append(plan_job(runtime, user, request))
+            plans.append(plan_job(runtime, user, request, budget=budget))
         except ApiError as exc:
             exc.detail = f"circuits[{index}]: {exc.detail}"
             raise

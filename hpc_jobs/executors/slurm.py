@@ -25,6 +25,7 @@ from hpc_jobs.slurm.commands import (
     SlurmCommand,
     Squeue,
     SqueueAll,
+    SqueueByName,
     SqueueRow,
     StartEstimate,
 )
@@ -153,7 +154,7 @@ class SlurmExecutor:
         if not names:
             return {}
         found: dict[str, list[int]] = {}
-        for row in self._run(SqueueAll()).values():
+        for row in self._run(SqueueByName(names)).values():
             if row.name in names and row.array_job_id.isdigit():
                 found.setdefault(row.name, []).append(int(row.array_job_id))
         local_since = since.astimezone().strftime("%Y-%m-%dT%H:%M:%S")

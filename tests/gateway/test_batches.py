@@ -84,3 +84,14 @@ def test_another_users_batch_is_not_found(client, runtime, api_key):
     other = make_user(runtime)[1]
     response = client.get(f"/batches/{batch_id}", headers={"X-API-Key": other})
     assert response.status_code == 404 and response.get_json()["error_code"] == "BATCH_NOT_FOUND"
+
+
+def test_a_batch_shares_one_validation_budget(client, runtime, api_key):
+    from hpc_jobs.circuits import validation_cost
+
+    runtime.settings = replace(runtime.settings, batch_validation_units=int(validation_cost(BELL) * 2.5))
+    response = _post(client, api_key, [{"qasm": BELL}] * 3)
+    body = response.get_json()
+    assert response.status_code == 400 and body["detail"].startswith("circuits[2]: ")
+    assert _count(runtime) == 0
+    assert _post(client, api_key, [{"qasm": BELL}] * 2).status_code == 201
