@@ -52,6 +52,12 @@ Every variable is optional; the defaults are the embedded setup of
                                 gateway whose ``X-Forwarded-For`` is trusted
                                 for the client address (default 0: use the
                                 TCP peer address, ignore the header)
+``QCOS_PUBLIC_URL``             the gateway's address as clients reach it,
+                                ``http(s)://host[:port][/path]``, e.g.
+                                ``https://qcos.example.org``: the ``servers``
+                                entry of ``/openapi.json`` (default: none, so
+                                clients use the address they fetched the
+                                document from)
 =============================== ============================================
 """
 
@@ -113,6 +119,24 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _public_url(env: Mapping[str, str], name: str) -> str:
+    from urllib.parse import urlsplit
+
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
+            or parts.query or parts.fragment or not raw.isascii() or any(c.isspace() for c in raw)):
+        raise ConfigError(f"{name} must be an http(s) URL such as https://qcos.example.org, "
+                          f"without user, query or fragment, not {raw!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+    return raw.rstrip("/")
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -149,6 +173,7 @@ class Settings:
     ratelimit_key_prefix: str = "qcos"
     anon_rate_limit: str = "60/minute"
     trusted_proxies: int = 0
+    public_url: str = ""
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -206,5 +231,6 @@ class Settings:
             ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
             anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
             trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
+            public_url=_public_url(env, "QCOS_PUBLIC_URL"),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )
