@@ -68,6 +68,12 @@ Every variable is optional; the defaults are the embedded setup of
                                 gateway whose ``X-Forwarded-For`` is trusted
                                 for the client address (default 0: use the
                                 TCP peer address, ignore the header)
+``QCOS_PUBLIC_URL``             the gateway's address as clients reach it,
+                                ``http(s)://host[:port][/path]``, e.g.
+                                ``https://qcos.example.org``: the ``servers``
+                                entry of ``/openapi.json`` (default: none, so
+                                clients use the address they fetched the
+                                document from)
 =============================== ============================================
 """
 
@@ -129,6 +135,24 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _public_url(env: Mapping[str, str], name: str) -> str:
+    from urllib.parse import urlsplit
+
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
+            or parts.query or parts.fragment or not raw.isascii() or any(c.isspace() for c in raw)):
+        raise ConfigError(f"{name} must be an http(s) URL such as https://qcos.example.org, "
+                          f"without user, query or fragment, not {raw!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+    return raw.rstrip("/")
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -186,6 +210,7 @@ class Settings:
         return PackLimits(max_jobs=self.pack_max_jobs, max_seconds=self.pack_max_seconds,
                           max_state_bytes=self.pack_max_state_bytes, max_job_seconds=self.pack_max_job_seconds,
                           linger_seconds=self.pack_linger_seconds, max_linger_seconds=self.pack_max_linger_seconds)
+    public_url: str = ""
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -254,5 +279,6 @@ class Settings:
             unknown_state_grace_seconds=_number(env, "QCOS_UNKNOWN_STATE_GRACE", 600.0),
             batch_max_circuits=max(1, _whole_number(env, "QCOS_BATCH_MAX_CIRCUITS", 1000)),
             max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),
+            public_url=_public_url(env, "QCOS_PUBLIC_URL"),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )
