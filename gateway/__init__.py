@@ -112,4 +112,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(openapi.docs)
+    app.register_blueprint(openapi.swagger_ui)
     return app

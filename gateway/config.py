@@ -76,6 +76,12 @@ Every variable is optional; the defaults are the embedded setup of
                                 browser pages may call the API; default none:
                                 no CORS headers, ``OPTIONS`` answers 204 with
                                 ``Allow`` only
+``QCOS_PUBLIC_URL``             the gateway's address as clients reach it,
+                                ``http(s)://host[:port][/path]``, e.g.
+                                ``https://qcos.example.org``: the ``servers``
+                                entry of ``/openapi.json`` (default: none, so
+                                clients use the address they fetched the
+                                document from)
 =============================== ============================================
 """
 
@@ -160,6 +166,22 @@ def make_private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.chmod(0o700)
     return path
+def _public_url(env: Mapping[str, str], name: str) -> str:
+    from urllib.parse import urlsplit
+
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
+            or parts.query or parts.fragment or not raw.isascii() or any(c.isspace() for c in raw)):
+        raise ConfigError(f"{name} must be an http(s) URL such as https://qcos.example.org, "
+                          f"without user, query or fragment, not {raw!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+    return raw.rstrip("/")
 
 
 def normalize_database_url(url: str) -> str:
@@ -221,6 +243,7 @@ class Settings:
         return PackLimits(max_jobs=self.pack_max_jobs, max_seconds=self.pack_max_seconds,
                           max_state_bytes=self.pack_max_state_bytes, max_job_seconds=self.pack_max_job_seconds,
                           linger_seconds=self.pack_linger_seconds, max_linger_seconds=self.pack_max_linger_seconds)
+    public_url: str = ""
 
     def prepare_dirs(self) -> None:
         """Create the state dir (mode 0700, also when it exists) and a missing
@@ -299,5 +322,6 @@ class Settings:
             batch_max_circuits=max(1, _whole_number(env, "QCOS_BATCH_MAX_CIRCUITS", 1000)),
             max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),
             batch_validation_units=max(1, _whole_number(env, "QCOS_BATCH_VALIDATION_UNITS", 1_500_000)),
+            public_url=_public_url(env, "QCOS_PUBLIC_URL"),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

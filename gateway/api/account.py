@@ -25,8 +25,8 @@ _PERIOD = re.compile(PERIOD_REGEX)
 
 
 @blueprint.get("/pricing")
-@api_spec.validate(resp=responses({200: PricingResponse}, (429,)), tags=["account"], security=[],
-                   skip_validation=True)
+@api_spec.validate(operation_id="getPricing", resp=responses({200: PricingResponse}, (429,)), tags=["account"],
+                   security=[])
 def pricing():
     """The tiers of ``deploy/tiers.toml`` (or ``QCOS_TIERS_FILE``), in file order; no authentication."""
     tiers = current_app.extensions["qcos"].tiers
@@ -34,7 +34,7 @@ def pricing():
 
 
 @blueprint.get("/user/me")
-@api_spec.validate(resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"], skip_validation=True)
+@api_spec.validate(operation_id="getMe", resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"])
 @require_api_key
 def me():
     """The caller's account, tier limits and job counts (``jobs_today``: UTC day)."""
@@ -64,8 +64,8 @@ def _period_bounds(period: str) -> tuple[datetime, datetime]:
 
 
 @blueprint.get("/user/usage")
-@api_spec.validate(query=UsageQuery, resp=responses({200: UsageResponse}, (400, *AUTH_ERRORS)), tags=["account"],
-                   skip_validation=True)
+@api_spec.validate(operation_id="getUsage", query=UsageQuery, resp=responses({200: UsageResponse}, (400, *AUTH_ERRORS)),
+                   tags=["account"])
 @require_api_key
 def usage():
     """Usage of completed jobs in one UTC calendar month (``?period=YYYY-MM``, default: this month).

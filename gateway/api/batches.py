@@ -17,9 +17,10 @@ blueprint = Blueprint("batches", __name__)
 
 
 @blueprint.post("/batches")
-@api_spec.validate(json=BatchRequest, resp=responses({201: BatchResponse, 200: BatchResponse},
-                                                     (400, 403, 409, 413, 415, *AUTH_ERRORS)),
-                   tags=["batches"], skip_validation=True)
+@api_spec.validate(operation_id="createBatch", json=BatchRequest,
+                   resp=responses({201: BatchResponse, 200: BatchResponse}, (400, 403, 409, 413, 415, *AUTH_ERRORS),
+                                  headers={201: ["Location"]}),
+                   tags=["batches"])
 @require_api_key
 def create():
     """Submit up to ``QCOS_BATCH_MAX_CIRCUITS`` circuits at once. Every circuit is
@@ -50,8 +51,8 @@ def create():
 
 
 @blueprint.get("/batches/<batch_id>")
-@api_spec.validate(resp=responses({200: BatchStatusResponse}, (404, *AUTH_ERRORS)), tags=["batches"],
-                   skip_validation=True)
+@api_spec.validate(operation_id="getBatch", resp=responses({200: BatchStatusResponse}, (404, *AUTH_ERRORS)),
+                   tags=["batches"])
 @require_api_key
 def status(batch_id: str):
     """Counts per status, ``done`` once every job is final, and every job in

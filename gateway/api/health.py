@@ -14,7 +14,7 @@ blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/")
-@api_spec.validate(resp=responses({200: HealthResponse}, (429, 503)), tags=["health"], security=[], skip_validation=True)
+@api_spec.validate(operation_id="health", resp=responses({200: HealthResponse}, (429, 503)), tags=["health"], security=[])
 def health():
     """No authentication, so load balancers and monitors can call it.
 

@@ -147,8 +147,8 @@ class TestExecute:
         assert _job_count(runtime) == 0
 
     def test_non_json_and_malformed_json_are_refused(self, client, runtime, api_key):
-        _assert_error(client.post("/execute", data="qasm=1", headers={"X-API-Key": api_key,
-                      "Content-Type": "application/x-www-form-urlencoded"}), 415, "UNSUPPORTED_MEDIA_TYPE")
+        _assert_error(client.post("/execute", data="<qasm/>", headers={"X-API-Key": api_key,
+                      "Content-Type": "application/xml"}), 415, "UNSUPPORTED_MEDIA_TYPE")
         _assert_error(client.post("/execute", data="{not json", headers={"X-API-Key": api_key,
                       "Content-Type": "application/json"}), 400, "INVALID_REQUEST")
         _assert_error(client.post("/execute", json=[1, 2], headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
