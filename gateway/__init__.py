@@ -70,6 +70,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     settings = app.config.get("QCOS_SETTINGS") or Settings.from_env()
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # A form's text field (curl -F qasm="<bell.qasm") may be as large as any body (werkzeug's default: 500 kB).
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.json.sort_keys = False
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.extensions["qcos"] = Runtime.from_settings(settings, executor=app.config.get("QCOS_EXECUTOR_OBJECT"))

@@ -78,6 +78,12 @@ def test_a_multipart_form_takes_the_file_or_a_text_field(client, runtime, api_ke
     assert job.shots == 20 and job.num_qubits == 2
 
 
+def test_a_form_text_field_may_be_as_large_as_a_body(client, api_key):
+    padded = "// padding\n" * 60_000 + BELL_FILE  # 660 kB, over werkzeug's 500 kB default for form fields
+    created = _post(client, api_key, data={"qasm": padded}, content_type="multipart/form-data")
+    assert created.status_code == 201, created.get_data(as_text=True)
+
+
 def test_shots_may_come_from_the_query_with_a_form(client, runtime, api_key):
     created = _post(client, api_key, "/execute?shots=30", data={"qasm": _file(BELL_FILE.encode())},
                     content_type="multipart/form-data")
