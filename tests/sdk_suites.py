@@ -8,7 +8,7 @@ Starts the embedded default (SQLite, local executor) in a temporary
 creates one enterprise user per SDK (so job lists and usage of one suite are
 not another's), and runs each suite with ``QCOS_URL`` and ``QCOS_API_KEY`` set:
 
-- ``js``: ``npm ci``, ``npm run build``, ``npm test`` in ``sdk/js``;
+- ``js``: ``npm ci`` (installs TypeScript, builds) and ``npm test`` in ``sdk/js``;
 - ``go``: ``go test -count=1 ./...`` in ``sdk/go`` (standard library only, no proxy);
 - ``rust``: ``cargo test`` in ``sdk/rust`` (offline, on Debian's crates);
 - ``python``: ``pip install './sdk/python[qiskit,test]'`` into ``.venv-sdk``,
@@ -25,6 +25,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,8 @@ def _commands(suite: str) -> list[tuple[list[str], Path]]:
     if suite == "js":
         npm = _tool("npm")
         js = SDK_ROOT / "js"
-        return [([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"], js),
-                ([npm, "run", "build"], js), ([npm, "test"], js)]
+        # `npm ci` builds too (the package's `prepare` script runs tsc).
+        return [([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"], js), ([npm, "test"], js)]
     if suite == "go":
         return [([_tool("go"), "test", "-count=1", "./..."], SDK_ROOT / "go")]
     if suite == "rust":
@@ -124,10 +125,10 @@ def serve() -> int:
                           tier="enterprise") as stack:
         print(f"export QCOS_URL={stack.base_url} QCOS_API_KEY={stack.api_key}", flush=True)
         try:
-            while True:
-                time.sleep(3600)
+            signal.pause()
         except KeyboardInterrupt:
-            return 0
+            pass
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"which SDKs ({', '.join(SUITES)}); default all")
     parser.add_argument("--serve", action="store_true", help="only start the gateway and wait")
     args = parser.parse_args(argv)
+    # A TERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the gateway is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     unknown = sorted(set(args.suites) - set(SUITES))
     if unknown:
         parser.error(f"unknown SDK suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
