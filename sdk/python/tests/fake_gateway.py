@@ -56,6 +56,8 @@ class FakeGateway:
     queued_answers: list[httpx.Response] = field(default_factory=list)
     #: Circuits whose job fails in the batch job, with this reason.
     failing: dict[str, str] = field(default_factory=dict)
+    #: List a batch's jobs newest id first instead of in submission order.
+    misorder_batches: bool = False
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -80,6 +82,10 @@ class FakeGateway:
             problem = self._invalid(body["qasm"])
             if problem:
                 return _error(400, "CIRCUIT_INVALID", problem)
+            existing = self.jobs.get(body.get("job_id"))
+            if existing is not None:  # an idempotent repeat
+                return _json(200, {"job_id": existing.job_id, "status": existing.status(self.finish_after),
+                                   "message": "exists", "estimated_time_seconds": 5})
             job = self._create(body)
             return _json(201, {"job_id": job.job_id, "status": "queued", "message": "Job queued",
                                "estimated_time_seconds": 5}, {"Location": f"/status/{job.job_id}"})
@@ -97,6 +103,8 @@ class FakeGateway:
             if parts[1] not in self.batches:
                 return _error(404, "BATCH_NOT_FOUND", f"Batch {parts[1]} not found")
             jobs = [self._look(job_id) for job_id in self.batches[parts[1]]]
+            if self.misorder_batches:
+                jobs.sort(key=lambda job: job.job_id, reverse=True)
             states = [job.status(self.finish_after) for job in jobs]
             return _json(200, {
                 "batch_id": parts[1], "created_at": "2024-01-15T10:30:00Z", "count": len(jobs),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import pytest
@@ -93,7 +94,9 @@ def test_execute_then_result_uses_the_long_poll():
     fake = FakeGateway(finish_after=2)
     client, sleeps = make_client(fake)
     job = client.execute(BELL, shots=100)
-    assert json.loads(fake.requests[0].content) == {"qasm": BELL, "shots": 100}
+    sent = json.loads(fake.requests[0].content)
+    assert sent == {"qasm": BELL, "shots": 100, "job_id": job.job_id}
+    assert uuid.UUID(job.job_id).version == 4  # the SDK names every job, so resending is idempotent
     assert job.submission["status"] == "queued"
     result = job.result()
     assert result.counts == {"00": 50, "11": 50} and result.shots == 100
@@ -238,7 +241,7 @@ def test_other_errors_are_not_retried():
     assert len(fake.requests) == 1 and sleeps == []
 
 
-def test_refused_connections_are_retried_but_broken_ones_are_not():
+def test_failed_connections_are_retried_and_then_reported():
     fake = FakeGateway()
     failures = [httpx.ConnectError("connection refused")]
 
@@ -247,13 +250,33 @@ def test_refused_connections_are_retried_but_broken_ones_are_not():
             raise failures.pop(0)
         return fake.handle(request)
 
-    client = Client("http://gateway.test", "k", transport=httpx.MockTransport(flaky))
+    client = Client("http://gateway.test", "k", transport=httpx.MockTransport(flaky), retry=RetryPolicy(attempts=3))
     client._sleep = sleeps = Sleeps()
     assert client.health()["status"] == "healthy" and len(sleeps) == 1
-    failures.append(httpx.ReadTimeout("read timed out"))
+    failures.extend([httpx.ReadTimeout("read timed out")] * 3)
     with pytest.raises(ConnectionFailed, match="gateway.test") as caught:
-        client.execute(BELL)
-    assert caught.value.request_sent and len(sleeps) == 1
+        client.me()
+    assert caught.value.request_sent and len(sleeps) == 3
+
+
+def test_a_submission_whose_answer_was_lost_is_resent_and_creates_one_job():
+    # The server stored the job, then the connection broke before the answer
+    # (a keep-alive connection closed under the request looks the same).
+    fake = FakeGateway()
+    lost = []
+
+    def answer_lost_once(request):
+        response = fake.handle(request)
+        if request.url.path in ("/execute", "/batches") and not lost:
+            lost.append(request)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return response
+
+    client = Client("http://gateway.test", "k", transport=httpx.MockTransport(answer_lost_once))
+    client._sleep = Sleeps()
+    job = client.execute(BELL)
+    assert fake.paths("POST") == ["/execute", "/execute"] and list(fake.jobs) == [job.job_id]
+    assert json.loads(fake.requests[0].content) == json.loads(fake.requests[1].content)
 
 
 # Batches.
@@ -262,7 +285,7 @@ def test_execute_batch_sends_every_circuit_in_order():
     fake = FakeGateway()
     client, _ = make_client(fake)
     batch = client.execute_batch([BELL, {"qasm": GHZ3, "shots": 10, "job_id": "ghz-1"}], shots=100)
-    assert json.loads(fake.requests[0].content) == {"circuits": [{"qasm": BELL, "shots": 100},
+    assert json.loads(fake.requests[0].content) == {"circuits": [{"qasm": BELL, "shots": 100, "job_id": batch.job_ids[0]},
                                                                  {"qasm": GHZ3, "shots": 10, "job_id": "ghz-1"}]}
     assert batch.batch_id.startswith("batch_") and batch.job_ids[1] == "ghz-1"
     assert [job.job_id for job in batch.jobs] == batch.job_ids
@@ -282,6 +305,15 @@ def test_batch_results_come_in_submission_order():
     client, _ = make_client(fake)
     results = client.execute_batch([GHZ3, BELL, GHZ3], shots=5).results(progress=False)
     assert [result.counts for result in results] == [{"000": 5}, {"00": 5}, {"000": 5}]
+
+
+def test_batch_results_follow_the_submission_even_if_the_listing_does_not():
+    fake = FakeGateway(misorder_batches=True, counts_for=lambda qasm, shots: {"000" if "q[3]" in qasm else "00": shots})
+    client, _ = make_client(fake)
+    batch = client.execute_batch([{"qasm": GHZ3, "job_id": "a"}, {"qasm": BELL, "job_id": "b"}], shots=5)
+    assert [job["job_id"] for job in batch.status().raw["jobs"]] == ["b", "a"]
+    results = batch.results(progress=False)
+    assert [(result.job_id, result.counts) for result in results] == [("a", {"000": 5}), ("b", {"00": 5})]
 
 
 def test_a_failed_job_in_a_batch_raises_or_stands_in_the_list():

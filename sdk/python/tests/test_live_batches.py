@@ -16,9 +16,11 @@ pytestmark = [pytest.mark.live, pytest.mark.usefixtures("batches")]
 
 
 def test_a_batch_runs_every_circuit_and_answers_in_order(client):
-    own_id = f"sdk-batch-{uuid.uuid4().hex[:10]}"
-    batch = client.execute_batch([BELL, GHZ3, {"qasm": BELL, "shots": 10, "job_id": own_id}], shots=200)
-    assert batch.batch_id.startswith("batch_") and len(batch.job_ids) == 3 and batch.job_ids[2] == own_id
+    # Ids that sort against the submission order, so that a listing in any other order shows.
+    prefix = f"sdk-batch-{uuid.uuid4().hex[:10]}"
+    batch = client.execute_batch([{"qasm": BELL, "job_id": f"{prefix}-c"}, {"qasm": GHZ3, "job_id": f"{prefix}-b"},
+                                  {"qasm": BELL, "shots": 10, "job_id": f"{prefix}-a"}], shots=200)
+    assert batch.batch_id.startswith("batch_") and batch.job_ids == [f"{prefix}-{x}" for x in "cba"]
     assert batch.submission["count"] == 3 and batch.submission["status"] == "queued"
     results = batch.results(timeout=300, progress=False)
     assert [result.job_id for result in results] == batch.job_ids
@@ -27,6 +29,8 @@ def test_a_batch_runs_every_circuit_and_answers_in_order(client):
     assert results[2].shots == 10
     info = batch.status()
     assert info.done and info.count == 3 and info.counts["completed"] == 3 and info.finished == 3
+    listed = [job["job_id"] for job in info.raw["jobs"]]
+    assert listed == batch.job_ids, "GET /batches/{id} must list the jobs in submission order"
     # Each job of a batch is an ordinary job too.
     assert client.job(batch.job_ids[1]).info().counts == results[1].counts
 

@@ -26,7 +26,9 @@ USER_AGENT = f"qcos-sdk-python/{__version__}"
 @dataclass(frozen=True)
 class RetryPolicy:
     """How requests are retried after 429 ``RATE_LIMITED``, 503
-    ``SERVICE_UNAVAILABLE`` and connections that could not be opened.
+    ``SERVICE_UNAVAILABLE`` and failed connections (refused, reset, or
+    closed by the server as the request went out, as an idle keep-alive
+    connection can be).
 
     ``attempts`` counts every try, the first included (1 turns retries off).
     The wait is the answer's ``Retry-After`` when it has one, else an
@@ -35,8 +37,11 @@ class RetryPolicy:
     waited for: its error is raised at once. A 429 ``QUOTA_EXCEEDED`` (the
     daily job limit, waiting until 00:00 UTC) is never retried.
 
-    Retrying a submission is safe: the gateway keeps nothing of a request it
-    answers 429 or 503, and a connection that was never opened sent nothing.
+    Retrying is safe for every call the clients make: reads and cancels are
+    idempotent, and each submission carries a ``job_id`` (the caller's, or
+    one the SDK generates), so a repeat returns the job the first attempt
+    created instead of creating another. The gateway keeps nothing of a
+    request it answers 429 or 503.
     """
 
     attempts: int = 5
@@ -51,7 +56,7 @@ class RetryPolicy:
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectionFailed):
-            return not exc.request_sent
+            return True
         if isinstance(exc, (RateLimited, ServiceUnavailable)):
             return exc.retry_after is None or exc.retry_after <= self.max_wait
         return False

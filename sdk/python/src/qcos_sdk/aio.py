@@ -195,8 +195,9 @@ class AsyncBatch:
     async def status(self) -> BatchInfo:
         """``GET /batches/{batch_id}``."""
         info = BatchInfo.from_json(await self.client.request("GET", f"/batches/{self._path}"))
-        self.job_ids = [job.job_id for job in info.jobs]
-        return info
+        if self.job_ids is None:
+            self.job_ids = [job.job_id for job in info.jobs]
+        return info.in_order(self.job_ids)
 
     async def wait(self, timeout: float | None = None, *, progress: bool = True, interval: float = 0.5,
                    max_interval: float = 10.0) -> BatchInfo:

@@ -13,7 +13,7 @@ from tenacity import Retrying
 from qcos_sdk._http import RetryPolicy, decode, default_headers, resolve_settings, results_params, segment
 from qcos_sdk._polling import BatchPoll, ResultPoll, batch_results
 from qcos_sdk.errors import connection_failed
-from qcos_sdk.models import BatchInfo, CircuitLike, JobInfo, JobPage, JobResult, batch_entries, to_qasm
+from qcos_sdk.models import BatchInfo, CircuitLike, JobInfo, JobPage, JobResult, batch_entries, new_job_id, to_qasm
 
 
 class Client:
@@ -103,8 +103,9 @@ class Client:
     def execute(self, circuit: CircuitLike, shots: int = 1024, job_id: str | None = None) -> Job:
         """Submit one circuit (OpenQASM 2.0 text, a path, or a ``qiskit.QuantumCircuit``) for ``shots`` shots.
 
-        ``job_id`` is an optional id of your own (1–64 of ``A-Z a-z 0-9 _ - .``); repeating a submission
-        with the same id and body returns the existing job. Raises
+        ``job_id`` is an optional id of your own (1–64 of ``A-Z a-z 0-9 _ - .``); without one the SDK
+        makes a UUID. Repeating a submission with the same id and body returns the existing job (which
+        is what makes retries safe). Raises
         :class:`~qcos_sdk.errors.CircuitInvalid` (with ``line``/``column``),
         :class:`~qcos_sdk.errors.QuotaExceeded`, :class:`~qcos_sdk.errors.Conflict` (id taken).
         """
@@ -168,10 +169,7 @@ class Client:
 
 
 def _execute_body(circuit: CircuitLike, shots: int, job_id: str | None) -> dict:
-    body: dict[str, Any] = {"qasm": to_qasm(circuit), "shots": shots}
-    if job_id is not None:
-        body["job_id"] = job_id
-    return body
+    return {"qasm": to_qasm(circuit), "shots": shots, "job_id": job_id or new_job_id()}
 
 
 class Job:
@@ -243,10 +241,12 @@ class Batch:
         return [Job(self.client, job_id) for job_id in self.job_ids]
 
     def status(self) -> BatchInfo:
-        """``GET /batches/{batch_id}``: counts per state and every job with its result or error."""
+        """``GET /batches/{batch_id}``: counts per state and every job with its result or error, in
+        submission order (``job_ids``)."""
         info = BatchInfo.from_json(self.client.request("GET", f"/batches/{self._path}"))
-        self.job_ids = [job.job_id for job in info.jobs]
-        return info
+        if self.job_ids is None:
+            self.job_ids = [job.job_id for job in info.jobs]
+        return info.in_order(self.job_ids)
 
     def wait(self, timeout: float | None = None, *, progress: bool = True, interval: float = 0.5,
              max_interval: float = 10.0) -> BatchInfo:

@@ -9,8 +9,9 @@ in ``raw``.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
@@ -127,11 +128,26 @@ class BatchInfo:
         """How many jobs are final (completed or failed)."""
         return self.counts.get("completed", 0) + self.counts.get("failed", 0)
 
+    def in_order(self, job_ids: Sequence[str] | None) -> BatchInfo:
+        """This answer with ``jobs`` in the order of ``job_ids`` (the submission's, which is
+        authoritative), any others after them; as it is when ``job_ids`` is None."""
+        if not job_ids:
+            return self
+        position = {job_id: index for index, job_id in enumerate(job_ids)}
+        ordered = sorted(self.jobs, key=lambda job: position.get(job.job_id, len(position)))
+        return replace(self, jobs=ordered)
+
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> BatchInfo:
         return cls(batch_id=body["batch_id"], count=body["count"], counts=dict(body.get("counts") or {}),
                    done=bool(body["done"]), jobs=[JobInfo.from_json(job) for job in body.get("jobs") or ()],
                    created_at=parse_time(body.get("created_at")), raw=dict(body))
+
+
+def new_job_id() -> str:
+    """A job id for a submission that names none (a UUID, like the gateway's
+    own), so that resending it after a lost answer cannot create a second job."""
+    return str(uuid.uuid4())
 
 
 def to_qasm(circuit: CircuitLike) -> str:
@@ -160,15 +176,15 @@ def batch_entries(circuits: Sequence[Any], shots: int) -> list[dict[str, Any]]:
 
     Each item is a circuit (see :func:`to_qasm`), run with ``shots``, or a
     mapping ``{"qasm": circuit, "shots": int, "job_id": str}`` whose own
-    ``shots`` and ``job_id`` (both optional) apply to it.
+    ``shots`` and ``job_id`` (both optional) apply to it. Circuits without a
+    ``job_id`` get one from :func:`new_job_id`, which makes resending the
+    whole batch idempotent.
     """
     entries = []
     for item in circuits:
         if isinstance(item, Mapping):
-            entry = {"qasm": to_qasm(item["qasm"]), "shots": item.get("shots", shots)}
-            if item.get("job_id") is not None:
-                entry["job_id"] = item["job_id"]
+            entries.append({"qasm": to_qasm(item["qasm"]), "shots": item.get("shots", shots),
+                            "job_id": item.get("job_id") or new_job_id()})
         else:
-            entry = {"qasm": to_qasm(item), "shots": shots}
-        entries.append(entry)
+            entries.append({"qasm": to_qasm(item), "shots": shots, "job_id": new_job_id()})
     return entries
