@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qcos_sdk import Client, RetryPolicy
+from qcos_sdk import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVER_BIN = Path(os.environ.get("QCOS_SERVER_BIN", REPO_ROOT / ".venv" / "bin"))
@@ -73,7 +73,7 @@ class Gateway:
         return self.env is not None
 
     def client(self, api_key: str | None = None, **kwargs) -> Client:
-        kwargs.setdefault("retry", RetryPolicy(attempts=3, max_wait=5))
+        """A client of this gateway (the SDK's default retries: a rate-limited key waits, it does not fail)."""
         return Client(self.url, self.api_key if api_key is None else api_key, **kwargs)
 
     def create_user(self, email: str, tier: str) -> str:

@@ -57,10 +57,12 @@ def test_a_circuit_outside_qelib1_is_transpiled_and_runs(backend):
     assert counts == {"0001": 100}  # QFT then its inverse: the input back
 
 
-def test_several_registers_and_memory(backend):
+def test_several_registers_reset_and_memory(backend):
     qubits, first, second = QuantumRegister(3, "q"), ClassicalRegister(2, "a"), ClassicalRegister(1, "b")
     circuit = QuantumCircuit(qubits, first, second)
     circuit.x(0)
+    circuit.x(1)
+    circuit.reset(1)
     circuit.x(2)
     circuit.measure(qubits[0], first[0])
     circuit.measure(qubits[1], first[1])

@@ -18,6 +18,7 @@ batch (``POST /batches``). ``BackendSamplerV2(backend=backend)`` works.
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -199,15 +200,17 @@ class QCOSJob(JobV1):
         ``progress`` shows a progress bar while a batch runs.
         """
         outcomes: list[dict | JobFailed] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             for part in self.parts:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if isinstance(part, Job):
                     try:
-                        outcomes.append(part.result(timeout=timeout).counts)
+                        outcomes.append(part.result(timeout=remaining).counts)
                     except JobFailed as exc:
                         outcomes.append(exc)
                 else:
-                    outcomes.extend(_batch_outcomes(part.wait(timeout, progress=progress)))
+                    outcomes.extend(_batch_outcomes(part.wait(remaining, progress=progress)))
         except JobTimeout as exc:
             raise JobTimeoutError(str(exc)) from exc
         failures = [outcome for outcome in outcomes if isinstance(outcome, JobFailed)]
