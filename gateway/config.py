@@ -52,6 +52,18 @@ Every variable is optional; the defaults are the embedded setup of
                                 gateway whose ``X-Forwarded-For`` is trusted
                                 for the client address (default 0: use the
                                 TCP peer address, ignore the header)
+``QCOS_LOG_FORMAT``             ``text`` (default) or ``json``: one JSON
+                                object per log line (:mod:`gateway.logs`)
+``QCOS_METRICS_TOKEN``          when set, ``GET /metrics`` needs
+                                ``Authorization: Bearer <token>``
+``QCOS_METRICS_ALLOWED_NETWORKS`` comma-separated addresses or networks
+                                (``10.0.0.0/8,127.0.0.1``) that may read
+                                ``/metrics``; empty: any
+``QCOS_SECRET_KEY``             signs the admin page's session cookie; the
+                                same on every gateway host (default: a
+                                random key kept in ``$QCOS_STATE_DIR/secret_key``)
+``QCOS_ADMIN_COOKIE_SECURE``    ``true`` (default): the admin session cookie
+                                is sent over HTTPS only (and to localhost)
 =============================== ============================================
 """
 
@@ -113,6 +125,26 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    import ipaddress
+
+    networks = []
+    for item in (env.get(name) or "").split(","):
+        if item.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name}: {item.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -149,6 +181,11 @@ class Settings:
     ratelimit_key_prefix: str = "qcos"
     anon_rate_limit: str = "60/minute"
     trusted_proxies: int = 0
+    log_format: str = "text"
+    metrics_token: str = ""
+    metrics_allowed_networks: tuple[str, ...] = ()
+    secret_key: str = ""
+    admin_cookie_secure: bool = True
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -206,5 +243,10 @@ class Settings:
             ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
             anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
             trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
+            log_format=_choice(env, "QCOS_LOG_FORMAT", ("text", "json")),
+            metrics_token=(env.get("QCOS_METRICS_TOKEN") or "").strip(),
+            metrics_allowed_networks=_networks(env, "QCOS_METRICS_ALLOWED_NETWORKS"),
+            secret_key=env.get("QCOS_SECRET_KEY") or "",
+            admin_cookie_secure=_flag(env, "QCOS_ADMIN_COOKIE_SECURE", True),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

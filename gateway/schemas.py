@@ -242,3 +242,27 @@ class DryRunResponse(BaseModel):
     sbatch_script: str
     slurm_test_only: dict | None
     resources: dict | None = None
+
+
+class LivenessResponse(BaseModel):
+    """``GET /healthz``: the process answers (nothing else is checked)."""
+
+    status: Literal["alive"]
+
+
+class ReadinessResponse(BaseModel):
+    """``GET /readyz`` when ready: each check is ``ok``."""
+
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+
+
+class NotReadyResponse(BaseModel):
+    """``GET /readyz`` answering 503: the error format plus the checks, each
+    ``ok`` or ``unavailable``."""
+
+    status: Literal["not_ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+    detail: str
+    error_code: str
+    request_id: str
