@@ -75,6 +75,22 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (test
+    runners and process managers may replace it after start)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def json_formatter() -> logging.Formatter:
     """One JSON object per record: ``time`` (ISO 8601, UTC, milliseconds),
     ``level``, ``logger``, ``message``, the context fields and any ``extra=``
@@ -106,7 +122,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter(log_format))
     handler.addFilter(ContextFilter())
     setattr(handler, _OURS, True)
