@@ -36,8 +36,8 @@ __all__ = ["MAX_COMMENT_LENGTH", "AccountingError", "TierScheduling", "check_aga
 #: Longest ``--comment`` built here, in characters (Slurm keeps longer ones;
 #: this keeps ``squeue``/``sacct`` output and the database rows small).
 MAX_COMMENT_LENGTH = 1000
-#: Slurm names (account, QOS, partition, wckey): letters, digits, ``_ . -``.
-SLURM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: Slurm names (account, QOS, partition, wckey): letters, digits, ``_ . -``, not starting with ``-``.
+SLURM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: Gateway job ids and user ids, as the API allows them.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: ``--nice`` takes -2147483645 … 2147483645; negative values need a Slurm operator.
