@@ -76,7 +76,11 @@ def init_app(app: Flask) -> None:
     this blueprint's forms: the JSON API uses API keys, not cookies."""
     settings = app.extensions["qcos"].settings
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(settings)
+        try:
+            app.config["SECRET_KEY"] = _secret_key(settings)
+        except OSError as exc:
+            # The API works without it; only the admin page needs a session.
+            log.error("admin page unavailable: no session key (%s); set QCOS_SECRET_KEY", exc)
     app.config.update(
         SESSION_COOKIE_NAME="qcos_admin",
         SESSION_COOKIE_PATH="/admin",
@@ -94,7 +98,10 @@ def init_app(app: Flask) -> None:
 
 
 @blueprint.before_request
-def _protect_forms() -> None:
+def _protect_forms():
+    if not current_app.secret_key:
+        return render_template("admin/error.html", title="Admin page unavailable",
+                               message="The gateway has no session key: set QCOS_SECRET_KEY."), 503
     if request.method == "POST":
         csrf.protect()
 

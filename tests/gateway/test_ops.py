@@ -146,3 +146,36 @@ class TestScrapeTimeGauges:
 def test_probes_are_in_the_openapi_document(client, path):
     document = client.get("/openapi.json").get_json()
     assert "get" in document["paths"][path]
+
+
+def _metric_names(client) -> set[str]:
+    """Every qcos_* family this gateway exports (labelled ones too, before their first value)."""
+    from prometheus_client import REGISTRY
+
+    names = {family.name for family in REGISTRY.collect() if family.name.startswith("qcos_")}
+    names |= {family.name for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    return {name.removesuffix("_total") for name in names if name.startswith("qcos_")}
+
+
+def _base(name: str) -> str:
+    for suffix in ("_bucket", "_count", "_sum", "_total"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist(client):
+    import json
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "qcos-dashboard.json").read_text())
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    used = {_base(name) for panel in panels for target in panel["targets"]
+            for name in re.findall(r"qcos_[a-z_]+", target["expr"])}
+    exported = _metric_names(client)
+    assert used <= exported, used - exported
+    # Every metric is on the dashboard and in the README's list.
+    assert exported <= used, exported - used
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert {name for name in exported if name not in readme} == set()
