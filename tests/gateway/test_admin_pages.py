@@ -146,3 +146,34 @@ def test_users_usage_on_the_page_matches_user_usage(client, runtime, admin):
     cells = re.findall(r"<td>([^<]*)</td>", row)
     assert cells[-3:] == [str(usage["jobs_executed"]), str(usage["total_shots"]),
                           f"{usage['total_qubits_hours']:.6f}"]
+
+
+def test_without_a_session_key_only_the_admin_page_is_unavailable(settings, tmp_path):
+    from dataclasses import replace
+
+    from gateway import create_app
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    client = create_app({"QCOS_SETTINGS": replace(settings, state_dir=blocker), "TESTING": True}).test_client()
+    page = client.get("/admin/login")
+    assert page.status_code == 503 and "QCOS_SECRET_KEY" in page.get_data(as_text=True)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_configured_secret_key_is_used_and_nothing_is_written(settings):
+    from dataclasses import replace
+
+    from gateway import create_app
+
+    app = create_app({"QCOS_SETTINGS": replace(settings, secret_key="k" * 64), "TESTING": True})
+    assert app.secret_key == "k" * 64 and not (settings.state_dir / "secret_key").exists()
+
+
+def test_the_generated_key_is_private_and_shared_by_every_worker(settings):
+    from gateway import create_app
+
+    first = create_app({"QCOS_SETTINGS": settings}).secret_key
+    second = create_app({"QCOS_SETTINGS": settings}).secret_key
+    path = settings.state_dir / "secret_key"
+    assert first == second and len(first) == 64 and (path.stat().st_mode & 0o777) == 0o600
