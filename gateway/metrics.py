@@ -32,6 +32,8 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -195,12 +197,39 @@ def instrument_database_pools() -> None:
 
 # --------------------------------------------------------------------- scrape time
 
+@dataclass(frozen=True)
+class QueueCounts:
+    """Jobs ``queued`` and ``processing`` now, and when the oldest job that
+    has no batch job yet was accepted (aware UTC, ``None`` when none waits)."""
+
+    queued: int
+    processing: int
+    oldest_undispatched: datetime | None
+
+
+def queue_counts(session) -> QueueCounts:
+    """Two queries on the ``status`` index. "Undispatched" is the one place
+    that says which jobs wait for the dispatcher: queued without a Slurm id."""
+    from sqlalchemy import func, select
+
+    from gateway.models import Job
+    from hpc_jobs.lifecycle import JobStatus
+
+    counts = dict(session.execute(
+        select(Job.status, func.count()).where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]))
+        .group_by(Job.status)).all())
+    # min() keeps the column's type, so this is an aware UTC datetime.
+    oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED.value,
+                                                                   Job.scheduler_job_id.is_(None)))
+    return QueueCounts(counts.get(JobStatus.QUEUED.value, 0), counts.get(JobStatus.PROCESSING.value, 0), oldest)
+
+
 class DatabaseCollector(Collector):
     """Gauges read at scrape time: jobs waiting (``queued``) and running
     (``processing``), the dispatcher lag (age of the oldest job that has no
     batch job yet), whether the database and the scheduler answer.
 
-    Costs two queries on the ``status`` index per scrape; the scheduler
+    Costs the two queries of :func:`queue_counts` per scrape; the scheduler
     check is the one ``GET /`` caches for ``QCOS_QUEUE_CHECK_TTL`` seconds.
     """
 
@@ -208,38 +237,26 @@ class DatabaseCollector(Collector):
         self._runtime = runtime
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from sqlalchemy import func, select
+        from gateway.models import utcnow
 
-        from gateway.models import Job, utcnow
-        from hpc_jobs.lifecycle import JobStatus
-
-        database_up = 1
-        counts: dict[str, int] = {}
-        oldest_undispatched = None
+        counts = None
         try:
             with self._runtime.db.session() as session:
-                counts = dict(session.execute(
-                    select(Job.status, func.count()).where(
-                        Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value])).group_by(Job.status)
-                ).all())
-                # Waiting for the dispatcher: accepted, no batch job yet.
-                oldest_undispatched = session.scalar(
-                    select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED.value,
-                                                          Job.scheduler_job_id.is_(None)))
+                counts = queue_counts(session)
         except Exception:  # noqa: BLE001 - a scrape reports the outage, it does not fail
-            database_up = 0
+            pass
         yield GaugeMetricFamily("qcos_database_up", "1 when the job database answered this scrape, else 0.",
-                                value=database_up)
-        if database_up:
+                                value=0 if counts is None else 1)
+        if counts is not None:
             yield GaugeMetricFamily("qcos_jobs_waiting", "Jobs queued: accepted and not yet running.",
-                                    value=counts.get(JobStatus.QUEUED.value, 0))
+                                    value=counts.queued)
             yield GaugeMetricFamily("qcos_jobs_running", "Jobs processing: their batch job is running.",
-                                    value=counts.get(JobStatus.PROCESSING.value, 0))
-            # min() keeps the column's type, so this is an aware UTC datetime.
-            lag = max(0.0, (utcnow() - oldest_undispatched).total_seconds()) if oldest_undispatched else 0.0
+                                    value=counts.processing)
+            oldest = counts.oldest_undispatched
             yield GaugeMetricFamily(
                 "qcos_dispatcher_lag_seconds",
-                "Age of the oldest job accepted but not yet in a batch job (0 when none waits), seconds.", value=lag)
+                "Age of the oldest job accepted but not yet in a batch job (0 when none waits), seconds.",
+                value=max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
         try:
             scheduler_up = 1 if self._runtime.queue_check.connected() else 0
         except Exception:  # noqa: BLE001

@@ -27,16 +27,16 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from gateway.accounts import AccountError, hash_api_key, list_users, set_active
 from gateway.errors import JobNotFound
 from gateway.logs import log_context
-from gateway.models import ApiKey, Job, User, utcnow
+from gateway.metrics import queue_counts
+from gateway.models import ApiKey, User, utcnow
 from gateway.quotas import utc_day
 from gateway.usage import monthly_usage
 from hpc_jobs.executors.base import ExecutorError
-from hpc_jobs.lifecycle import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -192,18 +192,6 @@ def logout():
     return redirect(url_for("admin_pages.login"), code=303)
 
 
-def _waiting_summary(db) -> dict:
-    """Jobs queued and processing in the gateway, and how long the oldest
-    job without a batch job has waited (seconds, ``None`` when none waits)."""
-    counts = dict(db.execute(
-        select(Job.status, func.count()).where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]))
-        .group_by(Job.status)).all())
-    oldest = db.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED.value,
-                                                             Job.scheduler_job_id.is_(None)))
-    return {"queued": counts.get(JobStatus.QUEUED.value, 0), "processing": counts.get(JobStatus.PROCESSING.value, 0),
-            "oldest_undispatched_seconds": int((utcnow() - oldest).total_seconds()) if oldest else None}
-
-
 @blueprint.get("")
 @blueprint.get("/")
 @admin_page
@@ -225,13 +213,13 @@ def dashboard():
     now = utcnow()
     period = now.strftime("%Y-%m")
     with runtime.db.session() as db:
-        summary = _waiting_summary(db)
+        counts = queue_counts(db)
         users = list_users(db)
         usage = monthly_usage(db, period)
         today = {user.id: jobs_on(db, user_id=user.id, day=utc_day(now)) for user in users}
     return render_template("admin/dashboard.html", executor=runtime.executor.name, queue=queue,
                            queue_error=queue_error, partitions=partitions, cluster_error=cluster_error,
-                           summary=summary, users=users, usage=usage, today=today, period=period,
+                           counts=counts, now=now, users=users, usage=usage, today=today, period=period,
                            admin=g.user, whole_seconds=jobs.whole_seconds)
 
 

@@ -177,3 +177,21 @@ def test_the_generated_key_is_private_and_shared_by_every_worker(settings):
     second = create_app({"QCOS_SETTINGS": settings}).secret_key
     path = settings.state_dir / "secret_key"
     assert first == second and len(first) == 64 and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_summary_counts_jobs_and_the_oldest_waiting_for_a_batch_job(client, runtime, admin):
+    from datetime import timedelta
+
+    from gateway.models import Job, utcnow
+
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        for job_id, status, slurm_id, age in (("s1", "queued", None, 130), ("s2", "queued", "77", 10),
+                                              ("s3", "processing", "78", 5)):
+            session.add(Job(id=job_id, user_id=admin[0], status=status, qasm=BELL, shots=1, num_qubits=2,
+                            request_hash="0" * 64, executor="local", cluster_profile="dev", work_dir="/tmp/x",
+                            scheduler_job_id=slurm_id, created_at=now - timedelta(seconds=age)))
+    _sign_in(client, admin[1])
+    summary = client.get("/admin/").get_data(as_text=True).split('id="summary"')[1].split("</section>")[0]
+    numbers = re.findall(r'<span class="number">([^<]+)</span>', summary)
+    assert numbers[:2] == ["2", "1"] and re.fullmatch(r"2m 1\ds", numbers[2])
