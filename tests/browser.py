@@ -39,11 +39,15 @@ def chromium():
         session.quit()
 
 
-def ocr_text(image: Path, *, one_line: bool = False) -> str:
-    """The text tesseract reads in a screenshot (what a person would see);
-    ``one_line`` for a small element such as a button (page segmentation mode 7)."""
+#: tesseract's page segmentation modes: a whole page, one line, one word.
+_SEGMENTATION = {"page": "3", "line": "7", "word": "8"}
+
+
+def ocr_text(image: Path, *, layout: str = "page") -> str:
+    """The text tesseract reads in a screenshot (what a person would see).
+    ``layout``: ``page``, or ``line``/``word`` for a small element such as a button."""
     tesseract = shutil.which("tesseract")
     if not tesseract:
         missing("tesseract", "apt-get install tesseract-ocr")
-    argv = [tesseract, str(image), "stdout", *(["--psm", "7"] if one_line else [])]
+    argv = [tesseract, str(image), "stdout", "--psm", _SEGMENTATION[layout]]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
