@@ -221,7 +221,7 @@ def _runtime():
 
 @main.group()
 def admin() -> None:
-    """The scheduler's queue and cluster, and cancelling any job."""
+    """The scheduler's queue and cluster, cancelling any job, usage export."""
 
 
 @admin.command("queue")
