@@ -11,12 +11,31 @@ workers, so gunicorn then runs exactly one worker process (with
 ``QCOS_THREADS`` threads), whatever ``QCOS_WORKERS``, ``--workers`` or
 ``TTIN`` ask for, and logs so at start. With ``redis://`` storage it runs
 ``QCOS_WORKERS`` workers.
+
+Metrics: every worker writes its Prometheus values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them. The variable must
+be set before prometheus_client is first imported, so it is set here, in the
+master, before the application loads: to the operator's directory (shared
+with a poller on this host; emptied by whoever starts both, see
+``deploy/run-local.sh``) or else to a fresh private one, removed at exit.
+The access log is the application's (one line per request, with its request
+id); gunicorn's own is off. ``QCOS_LOG_FORMAT=json`` makes gunicorn's error
+log JSON lines too.
 """
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
-from gateway.config import Settings
+_private_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _private_metrics_dir = tempfile.mkdtemp(prefix="qcos-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from gateway.config import Settings  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
+from gateway.logs import gunicorn_logconfig  # noqa: E402
 
 _settings = Settings.from_env()
 # Counters in process memory: only one process may count (see the docstring).
@@ -32,8 +51,9 @@ threads = int(os.environ.get("QCOS_THREADS", 32))
 control_socket_disable = True
 timeout = 60
 graceful_timeout = 30
-accesslog = "-"
+accesslog = None
 errorlog = "-"
+logconfig_dict = gunicorn_logconfig(_settings.log_format) or {}
 
 
 def on_starting(server):
@@ -63,3 +83,16 @@ def nworkers_changed(server, new_value, old_value):
         server.log.warning("rate limits: %d workers asked for, but counters are in process memory; "
                            "running 1 worker process", new_value)
         server.num_workers = 1
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its counters stay summed)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the private metrics directory made at start (not an operator's)."""
+    if _private_metrics_dir:
+        shutil.rmtree(_private_metrics_dir, ignore_errors=True)

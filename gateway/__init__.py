@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import Any, Mapping
 
 from flask import Flask, g, request
@@ -60,8 +61,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     one), plus any Flask setting; without it everything comes from the
     environment (:meth:`Settings.from_env`). Opens no connection.
     """
-    from gateway import openapi
-    from gateway.api import account, admin, batches, health, jobs
+    from gateway import logs, metrics, openapi
+    from gateway.api import account, admin, admin_pages, batches, health, jobs, ops
     from gateway.config import Settings
     from gateway.errors import InvalidRequest, register_error_handlers
     from gateway.runtime import Runtime
@@ -73,12 +74,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # A form's text field (curl -F qasm="<bell.qasm") may be as large as any body (werkzeug's default: 500 kB).
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.json.sort_keys = False
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure_logging(settings.log_level, settings.log_format)
+    metrics.instrument_database_pools()
     app.extensions["qcos"] = Runtime.from_settings(settings, executor=app.config.get("QCOS_EXECUTOR_OBJECT"))
 
     @app.before_request
     def _assign_request_id() -> None:
+        g.request_started = time.perf_counter()
         g.request_id = "req_" + secrets.token_hex(8)
+        logs.clear()
+        # A job id from the URL (bounded: it is the caller's text) tags the request's lines.
+        job_id = (request.view_args or {}).get("job_id")
+        logs.bind(request_id=g.request_id, job_id=job_id[:64] if isinstance(job_id, str) else None)
 
     @app.before_request
     def _refuse_nul_in_the_url() -> None:
@@ -96,23 +103,47 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.after_request
     def _tag_response(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else None
+        metrics.observe_request(route, request.method, response.status_code, seconds)
+        user = g.get("user")
+        # The one access line of the request (gunicorn's own access log is off).
         # %r escapes control characters: a path cannot forge or break log lines.
-        log.info("%s %s %r %s", g.get("request_id", "-"), request.method, request.path, response.status_code)
+        log.info("%s %s %r %s %.1fms", g.get("request_id", "-"), request.method, request.path,
+                 response.status_code, seconds * 1000,
+                 extra={"method": request.method, "path": request.path, "route": route,
+                        "status": response.status_code, "duration_ms": round(seconds * 1000, 3),
+                        "remote_addr": request.remote_addr, **({"user_id": user.id} if user is not None else {})})
         return response
+
+    @app.teardown_request
+    def _forget_log_context(_exc) -> None:
+        logs.clear()
 
     # The API key is looked up before the rate limiter runs: its key and limit depend on the caller.
     from gateway import ratelimit
     from gateway.auth import authenticate_request
 
     app.before_request(authenticate_request)
-    ratelimit.init_app(app)
+
+    @app.before_request
+    def _tag_user() -> None:
+        if g.get("user") is not None:
+            logs.bind(user_id=g.user.id)
+
+    limiter = ratelimit.init_app(app)
+    # Probes and scrapes come often from few addresses; they must never be refused.
+    limiter.exempt(ops.blueprint)
 
     register_error_handlers(app)
+    admin_pages.init_app(app)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(ops.blueprint)
     app.register_blueprint(jobs.blueprint)
     app.register_blueprint(batches.blueprint)
     app.register_blueprint(account.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(admin_pages.blueprint)
     app.register_blueprint(openapi.docs)
     app.register_blueprint(openapi.swagger_ui)
     return app

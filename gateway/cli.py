@@ -8,13 +8,14 @@
     qcos users ensure-demo
     qcos keys issue USER [--admin] | list USER | revoke KEY_ID
     qcos admin queue | cluster | cancel JOB_ID
+    qcos admin usage-export [--month YYYY-MM] > usage.csv
     qcos sbatch --dry-run FILE [--shots N]
     qcos poller [--once]        the dispatcher and the poller, in one process
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 from contextlib import contextmanager
 
@@ -219,7 +220,7 @@ def _runtime():
 
 @main.group()
 def admin() -> None:
-    """The scheduler's queue and cluster, and cancelling any job."""
+    """The scheduler's queue and cluster, cancelling any job, usage export."""
 
 
 @admin.command("queue")
@@ -272,6 +273,43 @@ def admin_cancel(job_id: str) -> None:
     click.echo(f"{job.id}: {job.status}" + (f" ({job.error})" if job.error else ""))
 
 
+@admin.command("usage-export")
+@click.option("--month", help="UTC month as YYYY-MM (default: the current month)")
+def admin_usage_export(month: str | None) -> None:
+    """Usage per user in MONTH as CSV on stdout, as GET /user/usage counts it.
+
+    One row per user (zeros for users without completed jobs that month):
+    month, user_id, email, tier, active, jobs_executed, total_shots,
+    total_qubits_hours.
+    """
+    import csv
+
+    from gateway.accounts import list_users
+    from gateway.models import utcnow
+    from gateway.usage import MonthlyUsage, PeriodError, monthly_usage
+
+    month = month or utcnow().strftime("%Y-%m")
+    try:
+        with _transaction() as session:
+            usage = monthly_usage(session, month)
+            users = list_users(session)
+    except PeriodError as exc:
+        raise click.ClickException(str(exc)) from None
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["month", "user_id", "email", "tier", "active", "jobs_executed", "total_shots",
+                     "total_qubits_hours"])
+    for user in users:
+        used = usage.get(user.id) or MonthlyUsage(user.id, month)
+        writer.writerow([month, user.id, _spreadsheet_safe(user.email), user.tier, str(user.is_active).lower(),
+                         used.jobs_executed, used.total_shots, f"{used.total_qubits_hours:.6f}"])
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP "CSV injection"):
+    text starting with = + - @ or a tab gets a leading apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 @main.command("sbatch")
 @click.option("--dry-run", "dry", is_flag=True, required=True, help="validate, size and render; submit nothing")
 @click.option("--shots", type=click.IntRange(min=1), default=1024, show_default=True)
@@ -311,14 +349,37 @@ def poller(once: bool) -> None:
     from gateway.runtime import Runtime
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _serve_process_logs_and_metrics(settings)
     _prepare_state(settings)
     runtime = Runtime.from_settings(settings)
     if once:
         report = service_cycle(runtime)
         click.echo(f"{report.finished_jobs} jobs finished, {len(report.ended_packs)} packs ended")
         return
-    run_forever(runtime)
+    try:
+        run_forever(runtime)
+    finally:
+        _forget_live_gauges()
+
+
+def _serve_process_logs_and_metrics(settings: Settings) -> None:
+    """Logs in ``QCOS_LOG_FORMAT``; metrics into ``PROMETHEUS_MULTIPROC_DIR``
+    when set (a gateway on this host serves them at ``/metrics``)."""
+    from gateway.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    from gateway import metrics
+
+    metrics.instrument_database_pools()
+
+
+def _forget_live_gauges() -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def run() -> None:

@@ -82,6 +82,18 @@ Every variable is optional; the defaults are the embedded setup of
                                 entry of ``/openapi.json`` (default: none, so
                                 clients use the address they fetched the
                                 document from)
+``QCOS_LOG_FORMAT``             ``text`` (default) or ``json``: one JSON
+                                object per log line (:mod:`gateway.logs`)
+``QCOS_METRICS_TOKEN``          when set, ``GET /metrics`` needs
+                                ``Authorization: Bearer <token>``
+``QCOS_METRICS_ALLOWED_NETWORKS`` comma-separated addresses or networks
+                                (``10.0.0.0/8,127.0.0.1``) that may read
+                                ``/metrics``; empty: any
+``QCOS_SECRET_KEY``             signs the admin page's session cookie; the
+                                same on every gateway host (default: a
+                                random key kept in ``$QCOS_STATE_DIR/secret_key``)
+``QCOS_ADMIN_COOKIE_SECURE``    ``true`` (default): the admin session cookie
+                                is sent over HTTPS only (and to localhost)
 =============================== ============================================
 """
 
@@ -184,6 +196,26 @@ def _public_url(env: Mapping[str, str], name: str) -> str:
     return raw.rstrip("/")
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    import ipaddress
+
+    networks = []
+    for item in (env.get(name) or "").split(","):
+        if item.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name}: {item.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def normalize_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver (``postgresql://``)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -252,6 +284,11 @@ class Settings:
         make_private_dir(self.state_dir)
         if not self.ssh_host:
             self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_format: str = "text"
+    metrics_token: str = ""
+    metrics_allowed_networks: tuple[str, ...] = ()
+    secret_key: str = ""
+    admin_cookie_secure: bool = True
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -323,5 +360,10 @@ class Settings:
             max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),
             batch_validation_units=max(1, _whole_number(env, "QCOS_BATCH_VALIDATION_UNITS", 1_500_000)),
             public_url=_public_url(env, "QCOS_PUBLIC_URL"),
+            log_format=_choice(env, "QCOS_LOG_FORMAT", ("text", "json")),
+            metrics_token=(env.get("QCOS_METRICS_TOKEN") or "").strip(),
+            metrics_allowed_networks=_networks(env, "QCOS_METRICS_ALLOWED_NETWORKS"),
+            secret_key=env.get("QCOS_SECRET_KEY") or "",
+            admin_cookie_secure=_flag(env, "QCOS_ADMIN_COOKIE_SECURE", True),
             **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
         )

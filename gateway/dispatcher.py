@@ -36,8 +36,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
-from gateway.models import Job, Pack, utcnow
+from gateway import metrics
+from gateway.models import Job, Pack, User, utcnow
 from gateway.runtime import Runtime
+from gateway.tiers import Tier
+from hpc_jobs.accounting import AccountingError, sbatch_accounting_args
 from hpc_jobs.executors.base import ExecutorError, SubmissionUnconfirmed
 from hpc_jobs.lifecycle import JobStatus
 from hpc_jobs.packing import Candidate, PackState, pack_job_name, plan_packs, size_pack
@@ -137,7 +140,9 @@ def _claim(runtime: Runtime, dispatch_class: str, job_ids: tuple[str, ...], now:
         chosen = [job_id for job_id in job_ids if job_id in rows]
         if not chosen:
             return None
-        resources = size_pack(runtime.profile, [JobResources(**rows[job_id]) for job_id in chosen])
+        tier = _tier_of_pack(runtime, session, chosen)
+        resources = size_pack(runtime.profile, [JobResources(**rows[job_id]) for job_id in chosen],
+                              tier.slurm.partitions if tier else ())
         session.add(Pack(
             id=pack_id, executor=runtime.executor.name, cluster_profile=runtime.profile.name,
             dispatch_class=dispatch_class, job_name=pack_job_name(pack_id), state=PackState.PLANNED.value,
@@ -153,6 +158,25 @@ def _claim(runtime: Runtime, dispatch_class: str, job_ids: tuple[str, ...], now:
             raise _ClaimLost(f"{len(chosen) - claimed} of {len(chosen)} jobs were taken meanwhile")
     log.info("pack %s planned: %d jobs (%s)", pack_id, len(chosen), dispatch_class)
     return pack_id
+
+
+def _tier_of_pack(runtime: Runtime, session, job_ids) -> Tier | None:
+    """The tier of a pack's jobs (one per pack: it is part of the dispatch
+    class); ``None`` for a tier the site no longer has."""
+    name = session.scalar(select(User.tier).join(Job, Job.user_id == User.id).where(Job.id.in_(job_ids)).limit(1))
+    return runtime.tiers.get(name)
+
+
+def _accounting_args(runtime: Runtime, pack_id: str, job_ids: list[str]) -> list[str]:
+    """sbatch options saying whom the pack is for (``--comment``, ``--wckey``)
+    and the tier's own account, QOS and nice (:mod:`hpc_jobs.accounting`)."""
+    with runtime.db.session() as session:
+        rows = session.execute(select(User.id, User.tier).join(Job, Job.user_id == User.id)
+                               .where(Job.pack_id == pack_id).distinct()).all()
+    tier_name = rows[0].tier if rows else "unknown"
+    tier = runtime.tiers.get(tier_name)
+    return sbatch_accounting_args(tier=tier_name, scheduling=tier.slurm if tier else None,
+                                  user_ids=sorted({row.id for row in rows}), job_ids=job_ids)
 
 
 def _as_dict(resources: JobResources) -> dict:
@@ -205,10 +229,15 @@ def submit_pack(runtime: Runtime, pack: Pack) -> str:
     try:
         work_dir = runtime.work_dirs.stage_pack(pack_id=pack.id, members=members, profile=runtime.profile,
                                                 resources=JobResources(**pack.resources))
-        scheduler_job_id = runtime.executor.submit(work_dir, job_name=pack.job_name)
+        scheduler_job_id = runtime.executor.submit(work_dir, job_name=pack.job_name,
+                                                   extra_args=_accounting_args(runtime, pack.id, [j.id for j in jobs]))
     except SubmissionUnconfirmed as exc:
         log.warning("pack %s: %s; it will be looked up by name", pack.id, exc)
         return "unconfirmed"
+    except AccountingError as exc:
+        _end_pack(runtime, pack.id, PackState.SUBMITTING, error=f"the tier's Slurm settings are invalid: {exc}",
+                  fail_jobs=True)
+        return "refused"
     except (OSError, TransportError) as exc:
         # Nothing reached sbatch; recovery finds no such name and plans it again.
         log.warning("pack %s could not be staged: %s", pack.id, exc)
@@ -241,8 +270,9 @@ def submit_pack(runtime: Runtime, pack: Pack) -> str:
         except ExecutorError as exc:
             log.error("could not cancel the duplicate Slurm job %s: %s", scheduler_job_id, exc)
         return "taken"
+    metrics.pack_submitted(len(jobs))
     log.info("pack %s submitted as %s job %s (%d jobs)", pack.id, runtime.executor.name, scheduler_job_id,
-             len(jobs))
+             len(jobs), extra={"slurm_job_id": scheduler_job_id})
     return "submitted"
 
 

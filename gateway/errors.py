@@ -7,7 +7,7 @@ Every error answer has the reference's shape::
 The reference's codes (AUTH_REQUIRED, AUTH_INVALID, RATE_LIMITED,
 QUOTA_EXCEEDED, CIRCUIT_INVALID, JOB_NOT_FOUND, JOB_FAILED) are used where
 they apply; the codes the reference does not list (INVALID_REQUEST,
-JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE,
+JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, FORBIDDEN, PAYLOAD_TOO_LARGE,
 UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR, BATCH_NOT_FOUND) are documented
 in the README.
 """
@@ -72,6 +72,14 @@ class AdminRequired(ApiError):
 
     def __init__(self, detail: str = "This endpoint needs an admin API key") -> None:
         super().__init__(detail)
+
+
+class Forbidden(ApiError):
+    """The caller may not use this endpoint from where it is (``/metrics``
+    outside ``QCOS_METRICS_ALLOWED_NETWORKS``)."""
+
+    status_code = 403
+    error_code = "FORBIDDEN"
 
 
 class QuotaExceeded(ApiError):

@@ -29,7 +29,7 @@ from typing import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway import estimates
+from gateway import estimates, metrics
 from gateway.errors import ApiError, BatchNotFound, CircuitInvalid, JobIdConflict, JobNotFound
 from gateway.models import Batch, Job, Pack, User, utcnow
 from gateway.quotas import check_job_size, reserve_daily_jobs, tier_of
@@ -95,11 +95,13 @@ def plan_job(runtime: Runtime, user: User, request: ExecuteRequest, *,
     try:
         resources = size_job(runtime.profile, num_qubits=summary.num_qubits, num_operations=summary.size,
                              shots=request.shots, clifford=summary.is_clifford,
-                             shot_by_shot=simulates_shot_by_shot(circuit))
+                             shot_by_shot=simulates_shot_by_shot(circuit), partitions=tier.slurm.partitions)
     except SizingError as exc:
         raise CircuitInvalid(f"The circuit cannot run on this cluster: {exc}") from None
     runtime_seconds = simulation_seconds(resources)
-    klass = dispatch_class(runtime.profile, resources, runtime.settings.pack_limits, runtime_seconds=runtime_seconds)
+    # One tier per pack: its account, QOS and nice apply to the whole batch job.
+    klass = dispatch_class(runtime.profile, resources, runtime.settings.pack_limits, runtime_seconds=runtime_seconds,
+                           slurm_options=[tier.name])
     return JobPlan(tier, summary.num_qubits, resources, klass, runtime_seconds)
 
 
@@ -141,8 +143,9 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
             session.add(job)
     except IntegrityError:
         return Submission(_existing_for_retry(runtime, user, job.id, job.request_hash), created=False)
+    metrics.job_accepted(plan.tier.name)
     log.info("job %s accepted: %d qubits, %d shots, class %s", job.id, job.num_qubits, job.shots,
-             job.dispatch_class)
+             job.dispatch_class, extra={"job_id": job.id, "user_id": user.id})
     return Submission(job, created=True)
 
 
@@ -201,7 +204,9 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
         taken = _taken_index(runtime, requests)
         where = f"circuits[{taken}]: job_id {requests[taken].job_id}" if taken is not None else "a job_id"
         raise JobIdConflict(f"{where} is already in use by a different job; choose another job_id") from None
-    log.info("batch %s accepted: %d jobs", batch.id, len(jobs))
+    for _ in jobs:
+        metrics.job_accepted(plans[0].tier.name)
+    log.info("batch %s accepted: %d jobs", batch.id, len(jobs), extra={"user_id": user.id})
     return BatchSubmission(batch, jobs, created=True)
 
 
@@ -326,12 +331,14 @@ def cancel_job(runtime: Runtime, job_id: str, *, user: User | None, reason: str)
         job = session.scalar(query)
         if job is None:
             raise JobNotFound(job_id)
-        session.execute(
+        changed = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status.in_(_LIVE))
             .values(status=JobStatus.FAILED.value, error=reason, completed_at=now,
                     cancel_pending=Job.pack_id.is_not(None))
-        )
+        ).rowcount
+    if changed:
+        metrics.job_cancelled("user" if user is not None else "admin")
     with runtime.db.session() as session:
         return session.get(Job, job_id)
 

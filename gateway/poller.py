@@ -26,12 +26,12 @@ from pathlib import PurePath
 
 from sqlalchemy import bindparam, func, or_, select, update
 
-from gateway import dispatcher
+from gateway import dispatcher, metrics
 from gateway.models import Job, Pack, QueueModel, utcnow
 from gateway.runtime import Runtime
 from hpc_jobs import workdir
 from hpc_jobs.executors.base import ExecutorError, Observations
-from hpc_jobs.lifecycle import JobStatus
+from hpc_jobs.lifecycle import JobStatus, failure_class
 from hpc_jobs.packing import PackState
 from hpc_jobs.poller import JobOutcome, checked_result, judge_pack, outcome_from_files, read_progress
 
@@ -65,9 +65,11 @@ def poll_cycle(runtime: Runtime, *, observe: bool = True, now: datetime | None =
         packs = list(session.scalars(select(Pack).where(
             Pack.executor == runtime.executor.name, Pack.state.in_(_OBSERVED_PACK))))
     if not packs:
+        metrics.set_packs_running(0)
         if observe:
             report.scheduler_ok = runtime.executor.ping()
         return report
+    metrics.set_packs_running(sum(1 for p in packs if p.state == PackState.RUNNING.value))
     observations: Observations | None = None
     if observe:
         ids = [p.scheduler_job_id for p in packs if p.scheduler_job_id]
@@ -164,9 +166,23 @@ def _ingest(runtime: Runtime, pack: Pack, outcomes: list[JobOutcome], consumed: 
             session.execute(update(Pack).where(Pack.id == pack.id, Pack.progress_offset == pack.progress_offset)
                             .values(progress_offset=pack.progress_offset + consumed))
     pack.progress_offset += consumed
+    _count_outcomes(rows, None)
     for row in rows:
-        log.info("job %s %s%s", row["b_id"], row["b_status"], f": {row['b_error']}" if row["b_error"] else "")
+        log.info("job %s %s%s", row["b_id"], row["b_status"], f": {row['b_error']}" if row["b_error"] else "",
+                 extra={"job_id": row["b_id"], "slurm_job_id": pack.scheduler_job_id})
     return len(rows)
+
+
+def _count_outcomes(rows: list[dict], slurm_state: str | None, *, lost: int = 0) -> None:
+    """Job outcome metrics of rows just made final (failures in the runner
+    are ``runner``; ``lost`` jobs failed with their pack's ``slurm_state``)."""
+    for row in rows:
+        if row["b_status"] == JobStatus.COMPLETED.value:
+            metrics.job_completed()
+        else:
+            metrics.job_failed("runner")
+    for _ in range(lost):
+        metrics.job_failed(failure_class(slurm_state))
 
 
 _jobs = Job.__table__
@@ -230,8 +246,11 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
             session.execute(update(Job).where(Job.id.in_(failed), Job.pack_id == pack.id, Job.status.in_(_LIVE_JOB))
                             .values(status=JobStatus.FAILED.value, completed_at=now,
                                     error=f"{why} (the job's second batch job; it is not retried again)"))
+    _count_outcomes(found, None, lost=0)
+    _count_outcomes([], observation.state if observation is not None else None, lost=len(failed))
     if again or failed:
-        log.warning("pack %s ended (%s): %d jobs queued again, %d failed", pack.id, why, len(again), len(failed))
+        log.warning("pack %s ended (%s): %d jobs queued again, %d failed", pack.id, why, len(again), len(failed),
+                    extra={"slurm_job_id": pack.scheduler_job_id})
     else:
         log.info("pack %s ended", pack.id)
     return len(again)
@@ -317,7 +336,8 @@ def service_cycle(runtime: Runtime, *, observe: bool = True) -> CycleReport:
     model."""
     dispatcher.dispatch_cycle(runtime)
     cancel_cycle(runtime)
-    report = poll_cycle(runtime, observe=observe)
+    with metrics.poll_cycle():
+        report = poll_cycle(runtime, observe=observe)
     if observe:
         refresh_queue_model(runtime, scheduler_ok=report.scheduler_ok, pending_start=report.pending_start,
                             now=utcnow())

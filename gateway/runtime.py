@@ -17,7 +17,7 @@ WorkDirs = LocalWorkDirs | RemoteWorkDirs
 
 from gateway.config import Settings
 from gateway.db import Database
-from gateway.tiers import Tier, load_tiers
+from gateway.tiers import Tier, check_tiers_against_profile, load_tiers
 
 
 def build_site(settings: Settings) -> tuple[Executor, WorkDirs]:
@@ -66,12 +66,15 @@ class Runtime:
         site_executor, work_dirs = build_site(settings)
         executor = executor or site_executor
         overrides = {"slurm": {"account": settings.slurm_account}} if settings.slurm_account else None
+        profile = load_profile(settings.cluster_profile, overrides=overrides)
+        tiers = load_tiers(settings.tiers_file)
+        check_tiers_against_profile(tiers, profile)
         return cls(
             settings=settings,
             db=Database(settings.database_url),
-            profile=load_profile(settings.cluster_profile, overrides=overrides),
+            profile=profile,
             executor=executor,
-            tiers=load_tiers(settings.tiers_file),
+            tiers=tiers,
             work_dirs=work_dirs,
             waiting_slots=threading.BoundedSemaphore(settings.max_waiting_requests),
         )

@@ -372,3 +372,27 @@ class DryRunResponse(BaseModel):
 class ExecuteOkResponse(RootModel[DryRunResponse | ExecuteResponse]):
     """``POST /execute``'s 200: a dry run's answer (``?dry_run=true``), or the
     earlier submission answered again for a repeated custom ``job_id``."""
+
+
+class LivenessResponse(BaseModel):
+    """``GET /healthz``: the process answers (nothing else is checked)."""
+
+    status: Literal["alive"]
+
+
+class ReadinessResponse(BaseModel):
+    """``GET /readyz`` when ready: each check is ``ok``."""
+
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+
+
+class NotReadyResponse(BaseModel):
+    """``GET /readyz`` answering 503: the error format plus the checks, each
+    ``ok`` or ``unavailable``."""
+
+    status: Literal["not_ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+    detail: str
+    error_code: str
+    request_id: str

@@ -4,13 +4,20 @@ The file (``deploy/tiers.toml`` unless ``QCOS_TIERS_FILE`` names another)
 holds the API reference's tiers (free, pro, enterprise) and their limits, so
 a site changes prices and limits without code changes. ``-1`` means
 unlimited; a missing ``price_monthly`` means "on request" (``null``).
+
+A tier may carry its own Slurm settings in a ``[tier.slurm]`` table
+(``account``, ``qos``, ``partitions``, ``nice``; all optional, see
+:class:`hpc_jobs.accounting.TierScheduling`), so paid work can run under
+another account or QOS, and on preferred partitions, than free work.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from hpc_jobs.accounting import AccountingError, TierScheduling, check_against_profile
 
 DEFAULT_TIERS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
 UNLIMITED = -1
@@ -23,7 +30,8 @@ class TierConfigError(ValueError):
 @dataclass(frozen=True)
 class Tier:
     """One tier. Limits are per job (qubits, shots), per UTC day (jobs) and
-    per API key (requests per minute and per day); ``-1`` is unlimited."""
+    per API key (requests per minute and per day); ``-1`` is unlimited.
+    ``slurm``: the tier's own account, QOS, partition preference and nice."""
 
     name: str
     price_monthly: int | None
@@ -32,6 +40,7 @@ class Tier:
     max_shots: int
     requests_per_minute: int
     requests_per_day: int
+    slurm: TierScheduling = field(default_factory=TierScheduling)
 
     def pricing(self) -> dict:
         """The tier as ``GET /pricing`` lists it."""
@@ -63,7 +72,10 @@ def load_tiers(path: Path = DEFAULT_TIERS_FILE) -> dict[str, Tier]:
                 max_shots=int(entry["max_shots"]),
                 requests_per_minute=int(entry.get("requests_per_minute", UNLIMITED)),
                 requests_per_day=int(entry.get("requests_per_day", UNLIMITED)),
+                slurm=TierScheduling.from_mapping(entry.get("slurm", {}), where=f"tier {entry.get('name')}"),
             )
+        except AccountingError as exc:
+            raise TierConfigError(f"tiers file {path}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise TierConfigError(f"tiers file {path}: bad tier entry {entry!r}: {exc}") from None
         for field_name in ("daily_job_limit", "requests_per_minute", "requests_per_day"):
@@ -78,3 +90,13 @@ def load_tiers(path: Path = DEFAULT_TIERS_FILE) -> dict[str, Tier]:
     if not tiers:
         raise TierConfigError(f"tiers file {path} defines no [[tier]]")
     return tiers
+
+
+def check_tiers_against_profile(tiers: dict[str, Tier], profile) -> None:
+    """Raise :class:`TierConfigError` when a tier's Slurm settings do not fit
+    the cluster profile (unknown partition, account the site refuses)."""
+    for tier in tiers.values():
+        try:
+            check_against_profile(tier.slurm, profile, where=f"tier {tier.name}")
+        except AccountingError as exc:
+            raise TierConfigError(str(exc)) from None

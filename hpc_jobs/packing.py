@@ -185,11 +185,13 @@ def _ready(jobs: list[Candidate], limits: PackLimits, now: datetime) -> bool:
             or now - oldest >= timedelta(seconds=limits.max_linger_seconds))
 
 
-def size_pack(profile: ClusterProfile, members: Sequence[JobResources]) -> JobResources:
+def size_pack(profile: ClusterProfile, members: Sequence[JobResources],
+              preferred_partitions: Sequence[str] = ()) -> JobResources:
     """Resources of a pack: the largest member's node shape, and a time
     limit covering the members' summed runtime with the same headroom a
     single job gets (``WALLTIME_FACTOR`` × estimate + ``WALLTIME_EXTRA_SECONDS``,
-    within the partition's limit). A pack of one keeps its job's resources.
+    within the partition's limit), in the first of ``preferred_partitions``
+    (a tier's) that takes it. A pack of one keeps its job's resources.
 
     Raises ``ValueError`` for an empty pack.
     """
@@ -200,7 +202,7 @@ def size_pack(profile: ClusterProfile, members: Sequence[JobResources]) -> JobRe
     largest = max(members, key=lambda r: (r.state_bytes, parse_memory(r.mem), r.cpus_per_task, r.gpus_per_node))
     estimate = math.ceil(STARTUP_SECONDS + sum(simulation_seconds(r) for r in members))
     wanted = max(parse_time_limit(profile.slurm.time_limit), WALLTIME_FACTOR * estimate + WALLTIME_EXTRA_SECONDS)
-    partition, seconds = _choose_partition(profile, largest.nodes, wanted)
+    partition, seconds = _choose_partition(profile, largest.nodes, wanted, preferred_partitions)
     return dataclasses.replace(largest, partition=partition.name, time_limit=format_time_limit(seconds),
                                estimated_runtime_seconds=estimate)
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from gateway.config import Settings
 from gateway.migrations import upgrade_database
+from tests.browser import chromium  # noqa: F401 - fixture
 from tests.components import POSTGRES_URL, missing
 from tests.slurm_fixtures import *  # noqa: F401,F403 - slurm_cluster fixture
 from tests.sshd_fixtures import sshd_server  # noqa: F401 - fixture

@@ -62,7 +62,7 @@ def test_every_answer_matches_the_document(live_gateway, tmp_path):
 def test_document_is_openapi_3_and_lists_every_endpoint(live_gateway):
     document = requests.get(f"{live_gateway.base_url}/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/", "/execute", "/status/{job_id}", "/results/{job_id}", "/pricing",
+    assert set(document["paths"]) == {"/", "/healthz", "/readyz", "/execute", "/status/{job_id}", "/results/{job_id}", "/pricing",
                                       "/user/me", "/user/usage", "/jobs", "/jobs/{job_id}", "/admin/queue",
                                       "/admin/cluster", "/admin/jobs/{job_id}/cancel", "/batches", "/batches/{batch_id}"}
 

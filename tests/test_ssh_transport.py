@@ -195,10 +195,18 @@ def test_many_commands_from_many_threads_share_one_connection(sshd_server, ssh):
 
 
 def test_a_dropped_connection_is_replaced_on_the_next_call(sshd_server, ssh):  # noqa: F811
+    from prometheus_client import REGISTRY
+
+    def counted():
+        return [REGISTRY.get_sample_value(name) for name in
+                ("qcos_ssh_connections_opened_total", "qcos_ssh_reconnects_total")]
+
+    before = counted()
     ssh.run(["true"])
     _drop_sessions(sshd_server)
     assert ssh.run(["echo", "back"]).stdout == "back\n"
     assert ssh.connections_opened == 2
+    assert [after - earlier for earlier, after in zip(before, counted())] == [2, 1]
 
 
 def test_a_connection_lost_mid_command_is_an_error_not_a_second_run(sshd_server, ssh, tmp_path):  # noqa: F811

@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import paramiko
 
+from hpc_jobs import metrics
 from hpc_jobs.transports.base import CommandResult, TransportError
 
 __all__ = ["MAX_READ_BYTES", "REMOTE_KILL_AFTER", "SSHTransport", "remote_command"]
@@ -210,6 +211,9 @@ class SSHTransport:
                     self._client = None
                 self._client = self._connect()
                 self._owner_pid = os.getpid()
+                metrics.SSH_CONNECTIONS_OPENED.inc()
+                if self._connections_opened:
+                    metrics.SSH_RECONNECTS.inc()
                 self._connections_opened += 1
                 ssh = self._client.get_transport()
             assert ssh is not None
@@ -319,6 +323,7 @@ class SSHTransport:
 
     # ------------------------------------------------------------------ commands
 
+    @metrics.observe_command
     def run(self, argv: Sequence[str], *, timeout: float = 30.0) -> CommandResult:
         """Run ``argv`` on the remote host; ``timeout``: seconds from the call
         to the exit status (connecting has its own ``connect_timeout``).
