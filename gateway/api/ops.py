@@ -13,19 +13,18 @@ import hmac
 import ipaddress
 
 from flask import Blueprint, Response, current_app, g, request
-from spectree import Response as SpecResponse
 from sqlalchemy import text
 
 from gateway import estimates, metrics
 from gateway.errors import AuthInvalid, AuthRequired, Forbidden
-from gateway.openapi import api_spec
+from gateway.openapi import api_spec, responses
 from gateway.schemas import LivenessResponse, NotReadyResponse, ReadinessResponse
 
 blueprint = Blueprint("ops", __name__)
 
 
 @blueprint.get("/healthz")
-@api_spec.validate(resp=SpecResponse(HTTP_200=LivenessResponse), tags=["health"], security=[], skip_validation=True)
+@api_spec.validate(operation_id="liveness", resp=responses({200: LivenessResponse}), tags=["health"], security=[])
 def healthz():
     """Liveness: the process serves requests. Touches neither the database nor
     the scheduler, so an outage of those never gets the gateway restarted."""
@@ -33,8 +32,8 @@ def healthz():
 
 
 @blueprint.get("/readyz")
-@api_spec.validate(resp=SpecResponse(HTTP_200=ReadinessResponse, HTTP_503=NotReadyResponse), tags=["health"],
-                   security=[], skip_validation=True)
+@api_spec.validate(operation_id="readiness", resp=responses({200: ReadinessResponse, 503: NotReadyResponse}),
+                   tags=["health"], security=[])
 def readyz():
     """Readiness: the database answers ``SELECT 1`` and the scheduler its
     the poller's last scheduler call (:func:`gateway.estimates.scheduler_connected`; no scheduler call here).

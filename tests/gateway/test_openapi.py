@@ -29,6 +29,10 @@ OPERATION_IDS = {
     ("get", "/admin/queue"): "getAdminQueue",
     ("get", "/admin/cluster"): "getAdminCluster",
     ("post", "/admin/jobs/{job_id}/cancel"): "cancelJobAsAdmin",
+    ("post", "/batches"): "createBatch",
+    ("get", "/batches/{batch_id}"): "getBatch",
+    ("get", "/healthz"): "liveness",
+    ("get", "/readyz"): "readiness",
 }
 
 
