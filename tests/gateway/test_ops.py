@@ -13,6 +13,7 @@ from gateway.models import Job, utcnow
 from hpc_jobs.executors.slurm import SlurmExecutor
 from hpc_jobs.transports.local import LocalTransport
 from tests.conftest import BELL, make_user
+from tests.gateway.test_api import _poll_once
 
 
 def _app(settings, **changes):
@@ -48,20 +49,24 @@ class TestProbes:
         assert body["status"] == "not_ready" and body["checks"]["database"] == "unavailable"
         assert body["error_code"] == "SERVICE_UNAVAILABLE" and body["request_id"] == ready.headers["X-Request-ID"]
 
-    def test_readyz_is_ready_with_database_and_scheduler(self, client):
+    def test_readyz_is_ready_with_database_and_scheduler(self, client, runtime):
+        _poll_once(runtime)  # the scheduler check is the poller's, not the request's
         response = client.get("/readyz")
         assert response.status_code == 200
         assert response.get_json() == {"status": "ready", "checks": {"database": "ok", "scheduler": "ok"}}
 
     def test_readyz_refuses_while_the_scheduler_is_unreachable(self, settings, tmp_path):
         app = create_app({"QCOS_SETTINGS": settings, "TESTING": True, "QCOS_EXECUTOR_OBJECT": _no_scheduler(tmp_path)})
+        _poll_once(app.extensions["qcos"])
         response = app.test_client().get("/readyz")
         assert response.status_code == 503 and response.headers["Retry-After"]
         assert response.get_json()["checks"] == {"database": "ok", "scheduler": "unavailable"}
         assert "scheduler" in response.get_json()["detail"]
 
     def test_probes_and_metrics_are_never_rate_limited(self, settings):
-        client = _app(settings, anon_rate_limit="2/minute").test_client()
+        app = _app(settings, anon_rate_limit="2/minute")
+        _poll_once(app.extensions["qcos"])
+        client = app.test_client()
         for _ in range(5):
             assert client.get("/healthz").status_code == 200
             assert client.get("/readyz").status_code == 200
@@ -119,10 +124,11 @@ class TestScrapeTimeGauges:
                 session.add(Job(id=job_id, user_id=user_id, status=status, qasm=BELL, shots=1, num_qubits=2,
                                 request_hash="0" * 64, executor="local", cluster_profile="dev", work_dir="/tmp/x",
                                 scheduler_job_id=slurm_id, created_at=now - timedelta(seconds=age)))
+        _poll_once(runtime)
         samples = _scrape(client)
         assert samples[("qcos_jobs_waiting", ())] == 3
         assert samples[("qcos_jobs_running", ())] == 1
-        # The oldest job without a batch job is w2, accepted 120 s ago.
+        # The oldest job not yet in a pack is w2, accepted 120 s ago.
         assert 120 <= samples[("qcos_dispatcher_lag_seconds", ())] < 150
         assert samples[("qcos_database_up", ())] == 1 and samples[("qcos_scheduler_up", ())] == 1
 
