@@ -40,6 +40,13 @@ def live_gateway(tmp_path_factory):
         yield stack
 
 
+def fresh_key(stack) -> str:
+    """Another key of the fuzz user: its own rate-limit budget, untouched by the fuzzer's requests."""
+    issued = subprocess.run([str(BIN / "qcos"), "keys", "issue", "fuzz@example.org"], env=stack.env, cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    return re.search(r"api_key: (\S+)", issued).group(1)
+
+
 #: Every check Schemathesis has, except ``positive_data_acceptance``: a
 #: schema-valid body may still hold an invalid circuit (400 CIRCUIT_INVALID),
 #: and a schema-valid job_id names no job (404), which the schema cannot say.
@@ -119,7 +126,7 @@ def test_a_generated_client_runs_the_bell_circuit(live_gateway, generated_client
         ResultsCompleted,
     )
 
-    client = generated_client.AuthenticatedClient(base_url=live_gateway.base_url, token=live_gateway.api_key,
+    client = generated_client.AuthenticatedClient(base_url=live_gateway.base_url, token=fresh_key(live_gateway),
                                                   timeout=httpx.Timeout(120))
     assert get_me.sync(client=client).tier == "enterprise"
     dry = execute.sync(client=client, body=ExecuteRequest(qasm=BELL, shots=500), dry_run=True)
@@ -152,7 +159,7 @@ def _curl(*args: str) -> dict:
 def test_the_readme_curl_commands_post_a_qasm_file(live_gateway, tmp_path):
     qasm = tmp_path / "bell.qasm"
     qasm.write_text(BELL.replace("; ", ";\n") + "\n")
-    url, key = live_gateway.base_url, f"X-API-Key: {live_gateway.api_key}"
+    url, key = live_gateway.base_url, f"X-API-Key: {fresh_key(live_gateway)}"
     as_body = _curl("--data-binary", f"@{qasm}", "-H", "Content-Type: text/plain", "-H", key,
                     f"{url}/execute?shots=1024")
     as_form = _curl("-F", f"qasm=@{qasm}", "-F", "shots=1024", "-H", key, f"{url}/execute")

@@ -164,7 +164,7 @@ def test_lumi_script_binds_the_full_project_paths_and_asks_for_gcds():
         assert f"#SBATCH {directive}" in lines
     assert "set -euo pipefail" in lines
     assert lines[-1] == ("exec singularity exec --bind /scratch/project_465000001,/project/project_465000001 "
-                         "/project/project_465000001/qcos/qcos-sim-rocm.sif python3 -m hpc_jobs.runner "
+                         "/project/project_465000001/qcos/qcos-sim-rocm.sif python3 -m hpc_jobs.runner --pack "
                          "/scratch/project_465000001/q/x")
     assert "MPICH_GPU_SUPPORT_ENABLED" not in script  # one node: no MPI
 
