@@ -51,6 +51,12 @@ threads = int(os.environ.get("QCOS_THREADS", 32))
 control_socket_disable = True
 timeout = 60
 graceful_timeout = 30
+# Idle keep-alive connections stay open longer than clients keep theirs (Node's
+# fetch 4 s, httpx 5 s, Go 90 s is capped by the server): with gunicorn's 2 s
+# default the server closed connections just as clients reused them, and a
+# request failed with "fetch failed" / "Server disconnected". gthread parks
+# idle connections in its poller, so they cost no thread.
+keepalive = 75
 accesslog = None
 errorlog = "-"
 logconfig_dict = gunicorn_logconfig(_settings.log_format) or {}
