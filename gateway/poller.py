@@ -275,18 +275,23 @@ def _read(runtime: Runtime, path: PurePath) -> str | None:
 def cancel_cycle(runtime: Runtime) -> int:
     """Tell running packs about cancelled jobs: leave each job's ``cancelled``
     marker (one batch of writes), scancel packs with nothing left to run (one
-    call), clear the flags. Returns the jobs handled."""
+    call), clear the flags. Returns the jobs handled.
+
+    Jobs of a pack still ``submitting`` wait for the next cycles: sbatch has
+    not answered, so there is no id to scancel, and the pack's staging may
+    still replace a marker left now."""
     with runtime.db.session() as session:
         pending = list(session.execute(
             select(Job.id, Job.work_dir, Job.pack_id, Pack.state, Pack.scheduler_job_id)
             .join(Pack, Pack.id == Job.pack_id)
-            .where(Job.cancel_pending.is_(True), Job.executor == runtime.executor.name)))
+            .where(Job.cancel_pending.is_(True), Job.executor == runtime.executor.name,
+                   Pack.state != PackState.SUBMITTING.value)))
         if not pending:
             return 0
         pack_ids = {row.pack_id for row in pending}
         still_live = set(session.scalars(select(Job.pack_id).where(
             Job.pack_id.in_(pack_ids), Job.status.in_(_LIVE_JOB)).distinct()))
-    active = [row for row in pending if row.state in (PackState.SUBMITTING.value, *_OBSERVED_PACK)]
+    active = [row for row in pending if row.state in _OBSERVED_PACK]
     try:
         runtime.work_dirs.mark_cancelled([PurePath(row.work_dir) for row in active])
         empty = {row.scheduler_job_id for row in active

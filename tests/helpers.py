@@ -14,6 +14,22 @@ TOO_BIG_FOR_MEMORY = (
 )
 
 
+
+def shot_by_shot_circuit(qubits: int = 12, layers: int = 10) -> str:
+    """A non-Clifford circuit that measures a qubit mid-circuit, so Aer
+    simulates every shot on its own: its run time grows with the shots
+    (12 qubits, 10 layers: about 5–10 ms per shot on one core), which makes
+    a runner as slow as a test needs without a big state. Below 14 qubits,
+    so it is sized for one core."""
+    lines = ['OPENQASM 2.0;', 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];", "creg m[1];"]
+    for layer in range(layers):
+        lines += [f"h q[{i}];" for i in range(qubits)]
+        lines += [f"cx q[{i}],q[{i + 1}];" for i in range(qubits - 1)]
+        lines += [f"rz({0.1 * (layer + 1):.2f}) q[{i}];" for i in range(qubits)]
+    lines += ["measure q[0] -> m[0];", *(f"ry(0.3) q[{i}];" for i in range(qubits)), "measure q -> c;"]
+    return "\n".join(lines)
+
+
 def lose_circuit_file(runtime, job_id: str, *, timeout: float = 30.0) -> None:
     """Dispatch the job, then delete its circuit as a scratch purge would: the
     pack's runner then fails it (it reads the circuit only after importing

@@ -165,3 +165,33 @@ def test_a_job_cancelled_in_a_pack_is_skipped_and_the_others_complete(client, ru
     assert [jobs[i].status for i in ids] == ["completed"] * 3 + ["failed"]
     assert jobs[ids[-1]].error == "cancelled by the user" and jobs[ids[-1]].result is None
     assert not jobs[ids[-1]].cancel_pending
+
+
+def test_a_job_cancelled_while_its_pack_is_being_submitted_is_skipped_and_its_empty_pack_cancelled(
+        client, runtime, api_key, mocker):
+    """The user cancels while sbatch runs, when the pack has no id to scancel
+    yet (and its staging could still replace a marker): the cancel is
+    delivered once sbatch has answered, marker and scancel both."""
+    from gateway.poller import cancel_cycle
+
+    job_id = _submit(client, api_key)
+    _quiet(runtime)
+    [pack_id] = dispatcher.plan_cycle(runtime, now=utcnow())
+    real_submit = runtime.executor.submit
+
+    def cancelled_meanwhile(work_dir, **kwargs):
+        client.delete(f"/jobs/{job_id}", headers={"X-API-Key": api_key})
+        cancel_cycle(runtime)  # the poller's cycle meanwhile: no id to scancel yet
+        return real_submit(work_dir, **kwargs)
+
+    mocker.patch.object(runtime.executor, "submit", side_effect=cancelled_meanwhile)
+    assert dispatcher.submit_cycle(runtime, now=utcnow()) == ([pack_id], [])
+    cancel = mocker.spy(runtime.executor, "cancel")
+    assert cancel_cycle(runtime) == 1
+    with runtime.db.session() as session:
+        pack = session.get(Pack, pack_id)
+    cancel.assert_called_once_with([pack.scheduler_job_id])
+    assert (runtime.work_dirs.path_for(job_id) / "cancelled").exists()
+    jobs = _drive(runtime, [job_id])
+    assert (jobs[job_id].status, jobs[job_id].error, jobs[job_id].cancel_pending) == (
+        "failed", "cancelled by the user", False)
