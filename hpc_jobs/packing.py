@@ -77,7 +77,7 @@ class PackLimits:
     max_state_bytes: int = 1 << 30
     max_job_seconds: int = 120
     linger_seconds: float = 0.5
-    max_linger_seconds: float = 5.0
+    max_linger_seconds: float = 10.0
 
 
 def dispatch_class(profile: ClusterProfile, resources: JobResources, limits: PackLimits,
