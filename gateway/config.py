@@ -15,7 +15,7 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_WORK_ROOT``              where job work dirs go; must be visible to the
                                 compute nodes for ``slurm`` (default
                                 ``$QCOS_STATE_DIR/jobs``)
-``QCOS_POLL_INTERVAL``          seconds between poller cycles (default 2)
+``QCOS_POLL_INTERVAL``          seconds between scheduler observations (default 5)
 ``QCOS_MISSING_GRACE``          seconds a job may be absent from squeue and
                                 sacct before it fails (default 300)
 ``QCOS_RESULTS_MAX_WAIT``       upper bound of ``/results?timeout=`` (300)
@@ -36,10 +36,11 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_PACK_MAX_STATE_BYTES``   largest state of a job that may share a pack
                                 (1 GiB); ``QCOS_PACK_MAX_JOB_SECONDS`` its
                                 largest runtime estimate (120)
-``QCOS_PACK_LINGER``            seconds without new work before a pack that
-                                is not full is submitted (0.5);
+``QCOS_PACK_LINGER``            seconds without a new job from its users
+                                before a pack that is not full is
+                                submitted (0.5);
                                 ``QCOS_PACK_MAX_LINGER`` the most a job waits
-                                for its pack to fill (5)
+                                for its pack to fill (10)
 ``QCOS_MAX_LIVE_SLURM_JOBS``    Slurm jobs the service account holds at once (8)
 ``QCOS_DISPATCH_INTERVAL``      seconds between dispatcher cycles (0.25)
 ``QCOS_SUBMIT_RECOVERY``        seconds before a pack whose sbatch answer was
@@ -233,7 +234,7 @@ class Settings:
     executor: str
     cluster_profile: str
     work_root: Path
-    poll_interval_seconds: float = 2.0
+    poll_interval_seconds: float = 5.0
     missing_grace_seconds: float = 300.0
     results_max_wait_seconds: float = 300.0
     max_body_bytes: int = 2 * 1024 * 1024
@@ -258,7 +259,7 @@ class Settings:
     pack_max_state_bytes: int = 1 << 30
     pack_max_job_seconds: int = 120
     pack_linger_seconds: float = 0.5
-    pack_max_linger_seconds: float = 5.0
+    pack_max_linger_seconds: float = 10.0
     max_live_slurm_jobs: int = 8
     dispatch_interval_seconds: float = 0.25
     submit_recovery_seconds: float = 15.0
@@ -335,7 +336,7 @@ class Settings:
             slurm_account=(env.get("QCOS_SLURM_ACCOUNT") or "").strip(),
             max_waiting_requests=max(1, _whole_number(env, "QCOS_MAX_WAITING_REQUESTS", 16)),
             **ssh,
-            poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 2.0, minimum=0.05),
+            poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 5.0, minimum=0.05),
             missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),
             results_max_wait_seconds=_number(env, "QCOS_RESULTS_MAX_WAIT", 300.0),
             max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
@@ -351,7 +352,7 @@ class Settings:
             pack_max_state_bytes=_whole_number(env, "QCOS_PACK_MAX_STATE_BYTES", 1 << 30),
             pack_max_job_seconds=_whole_number(env, "QCOS_PACK_MAX_JOB_SECONDS", 120),
             pack_linger_seconds=_number(env, "QCOS_PACK_LINGER", 0.5),
-            pack_max_linger_seconds=_number(env, "QCOS_PACK_MAX_LINGER", 5.0),
+            pack_max_linger_seconds=_number(env, "QCOS_PACK_MAX_LINGER", 10.0),
             max_live_slurm_jobs=max(1, _whole_number(env, "QCOS_MAX_LIVE_SLURM_JOBS", 8)),
             dispatch_interval_seconds=_number(env, "QCOS_DISPATCH_INTERVAL", 0.25, minimum=0.01),
             submit_recovery_seconds=_number(env, "QCOS_SUBMIT_RECOVERY", 15.0),

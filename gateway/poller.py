@@ -9,8 +9,9 @@ live pack (:func:`poll_cycle` with ``observe=True``).
 Cost per cycle is independent of the number of jobs that did not change:
 one query for the live packs, one scheduler observation for all of them,
 one progress read per running pack, and writes only for what changed (the
-jobs a progress slice finished, in one executemany per pack; a pack's state;
-a pack's timers when they start or stop). Every write is conditional on
+jobs the progress slices finished and the packs' new offsets, in one
+transaction for all packs; a pack's state; a pack's timers when they start
+or stop). Every write is conditional on
 the state it was decided from, so several pollers only repeat each other.
 """
 
@@ -33,7 +34,7 @@ from hpc_jobs import workdir
 from hpc_jobs.executors.base import ExecutorError, Observations
 from hpc_jobs.lifecycle import JobStatus, failure_class
 from hpc_jobs.packing import PackState
-from hpc_jobs.poller import JobOutcome, checked_result, judge_pack, outcome_from_files, read_progress
+from hpc_jobs.poller import JobOutcome, Progress, checked_result, judge_pack, outcome_from_files, read_progress
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +76,39 @@ def poll_cycle(runtime: Runtime, *, observe: bool = True, now: datetime | None =
         ids = [p.scheduler_job_id for p in packs if p.scheduler_job_id]
         try:
             observations = runtime.executor.observe(ids)
-            report.scheduler_ok = True
         except ExecutorError as exc:
             log.warning("scheduler unavailable this cycle: %s", exc)
             report.scheduler_ok = False
-    for pack in packs:
+        else:
+            report.scheduler_ok = True
+            starts = [o.expected_start.astimezone() for o in observations.values() if o.expected_start is not None]
+            report.pending_start = min(starts, default=None)
+    slices = _read_slices(runtime, packs)
+    report.finished_jobs += _ingest(runtime, slices, now)
+    for pack, progress, _ in slices:
         observation = observations.get(pack.scheduler_job_id) if observations is not None else None
-        if observation is not None and observation.expected_start is not None:
-            start = observation.expected_start.astimezone()
-            report.pending_start = min(report.pending_start or start, start)
-        _poll_pack(runtime, pack, observation, observations, now, report)
+        _poll_pack(runtime, pack, progress, observation, observations, now, report)
     return report
 
 
-def _poll_pack(runtime: Runtime, pack: Pack, observation, observations: Observations | None, now: datetime,
-               report: CycleReport) -> None:
-    try:
-        data = runtime.work_dirs.read_from(PurePath(pack.work_dir) / workdir.PROGRESS_FILE, pack.progress_offset)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file system this cycle; the next one retries
-        log.warning("cannot read the progress of pack %s: %s", pack.id, exc)
-        return
-    records, consumed = workdir.complete_lines(data or b"")
-    progress = read_progress(records)
-    if progress.outcomes or consumed:
-        report.finished_jobs += _ingest(runtime, pack, progress.outcomes, consumed, now)
+def _read_slices(runtime: Runtime, packs: list[Pack]) -> list[tuple[Pack, Progress, int]]:
+    """Each pack's progress since its offset, one read per pack: ``(pack,
+    progress, bytes consumed)``. A pack whose file cannot be read this cycle
+    is left out (the next cycle retries)."""
+    slices = []
+    for pack in packs:
+        try:
+            data = runtime.work_dirs.read_from(PurePath(pack.work_dir) / workdir.PROGRESS_FILE, pack.progress_offset)
+        except Exception as exc:  # noqa: BLE001 - an unreadable file system this cycle; the next one retries
+            log.warning("cannot read the progress of pack %s: %s", pack.id, exc)
+            continue
+        records, consumed = workdir.complete_lines(data or b"")
+        slices.append((pack, read_progress(records), consumed))
+    return slices
+
+
+def _poll_pack(runtime: Runtime, pack: Pack, progress: Progress, observation, observations: Observations | None,
+               now: datetime, report: CycleReport) -> None:
     started = progress.started or pack.state == PackState.RUNNING.value
     finished = progress.finished or pack.runner_finished
     if progress.finished and not pack.runner_finished:
@@ -150,26 +160,35 @@ def _mark_running(runtime: Runtime, pack: Pack, now: datetime) -> None:
     pack.state = PackState.RUNNING.value
 
 
-def _ingest(runtime: Runtime, pack: Pack, outcomes: list[JobOutcome], consumed: int, now: datetime) -> int:
-    """Write the outcomes of one progress slice and advance the pack's offset,
-    in one transaction; returns the jobs that became final."""
-    finals = [o for o in outcomes if not o.skipped]
+def _ingest(runtime: Runtime, slices: list[tuple[Pack, Progress, int]], now: datetime) -> int:
+    """Write the outcomes of every pack's progress slice and advance the
+    packs' offsets, in one transaction of at most three statements whatever
+    the number of packs; returns the jobs that became final. Only a job
+    still live in the pack that reported it is written."""
+    slices = [(pack, progress, consumed) for pack, progress, consumed in slices if progress.outcomes or consumed]
+    if not slices:
+        return 0
+    reported = {o.job_id: (pack.id, o) for pack, progress, _ in slices for o in progress.outcomes if not o.skipped}
+    offsets = [{"b_pack": pack.id, "b_old": pack.progress_offset, "b_new": pack.progress_offset + consumed}
+               for pack, _, consumed in slices if consumed]
     rows = []
     with runtime.db.transaction() as session:
-        if finals:
-            shots = dict(session.execute(select(Job.id, Job.shots).where(
-                Job.id.in_([o.job_id for o in finals]), Job.pack_id == pack.id, Job.status.in_(_LIVE_JOB))).all())
-            rows = [_job_values(o, shots[o.job_id], now) for o in finals if o.job_id in shots]
+        if reported:
+            live = session.execute(select(Job.id, Job.shots, Job.pack_id).where(
+                Job.id.in_(list(reported)), Job.status.in_(_LIVE_JOB))).all()
+            rows = [{**_job_values(reported[job_id][1], shots, now), "b_pack": pack_id}
+                    for job_id, shots, pack_id in live if reported[job_id][0] == pack_id]
             if rows:
-                session.connection().execute(_FINAL_UPDATE.where(Job.__table__.c.pack_id == pack.id), rows)
-        if consumed:
-            session.execute(update(Pack).where(Pack.id == pack.id, Pack.progress_offset == pack.progress_offset)
-                            .values(progress_offset=pack.progress_offset + consumed))
-    pack.progress_offset += consumed
+                session.connection().execute(_FINAL_UPDATE.where(_jobs.c.pack_id == bindparam("b_pack")), rows)
+        if offsets:
+            session.connection().execute(_OFFSET_UPDATE, offsets)
+    for pack, _, consumed in slices:
+        pack.progress_offset += consumed
     _count_outcomes(rows, None)
+    slurm_ids = {pack.id: pack.scheduler_job_id for pack, _, _ in slices}
     for row in rows:
         log.info("job %s %s%s", row["b_id"], row["b_status"], f": {row['b_error']}" if row["b_error"] else "",
-                 extra={"job_id": row["b_id"], "slurm_job_id": pack.scheduler_job_id})
+                 extra={"job_id": row["b_id"], "slurm_job_id": slurm_ids.get(row["b_pack"])})
     return len(rows)
 
 
@@ -194,6 +213,13 @@ _FINAL_UPDATE = (
     .values(status=bindparam("b_status"), result=bindparam("b_result"), error=bindparam("b_error"),
             execution_time_seconds=bindparam("b_time"), completed_at=bindparam("b_now"),
             started_at=func.coalesce(_jobs.c.started_at, bindparam("b_started")))
+)
+_packs = Pack.__table__
+#: One executemany per cycle: each pack's new progress offset, only from the offset it was read at.
+_OFFSET_UPDATE = (
+    update(_packs)
+    .where(_packs.c.id == bindparam("b_pack"), _packs.c.progress_offset == bindparam("b_old"))
+    .values(progress_offset=bindparam("b_new"))
 )
 
 

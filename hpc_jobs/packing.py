@@ -12,10 +12,10 @@ Planning (:func:`plan_packs`) takes waiting jobs in *fair order*: round-robin
 across users, oldest first within a user (rank 1 of every user, then rank 2,
 ...). Packs are filled in that order up to ``max_jobs`` jobs and
 ``max_seconds`` of estimated work, so one user's 10,000 circuits delay
-another user's single circuit by at most one pack. A class whose jobs are
-still arriving (the newest came less than ``linger_seconds`` ago), whose pack
-is not full and whose oldest job has waited less than ``max_linger_seconds``
-is left to fill. Lifecycle of a pack: see :class:`PackState`.
+another user's single circuit by at most one pack. A pack that is not full
+is left to fill while its users are still submitting (one of them sent a
+job, of any class, less than ``linger_seconds`` ago) and its oldest job has
+waited less than ``max_linger_seconds``. Lifecycle of a pack: see :class:`PackState`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class PackLimits:
     max_state_bytes: int = 1 << 30
     max_job_seconds: int = 120
     linger_seconds: float = 0.5
-    max_linger_seconds: float = 5.0
+    max_linger_seconds: float = 10.0
 
 
 def dispatch_class(profile: ClusterProfile, resources: JobResources, limits: PackLimits,
@@ -133,55 +133,59 @@ def plan_packs(candidates: Sequence[Candidate], limits: PackLimits, *, now: date
     """Group waiting jobs into at most ``max_packs`` packs (see the module docstring).
 
     ``candidates`` may come in any order; they are taken in :func:`fair_order`.
-    Returns packs in the order they should be submitted.
+    Within a class, jobs fill packs in that order; every full pack goes, and
+    the class's last, partial pack goes only once it is ready (:func:`_ready`).
+    Returns packs in the order they should be submitted: by the fair-order
+    place of their first job.
     """
     if max_packs <= 0:
         return []
     ordered = fair_order(candidates)
+    place = {c.job_id: i for i, c in enumerate(ordered)}
     by_class: dict[str, list[Candidate]] = {}
+    newest: dict[str, datetime] = {}
     for candidate in ordered:
         by_class.setdefault(candidate.dispatch_class, []).append(candidate)
-    ready = {name: _ready(jobs, limits, now) for name, jobs in by_class.items()}
-    packs: list[PlannedPack] = []
-    open_packs: dict[str, list[Candidate]] = {}
-
-    def close(name: str) -> None:
-        members = open_packs.pop(name)
-        packs.append(PlannedPack(name, tuple(c.job_id for c in members), sum(c.runtime_seconds for c in members)))
-
-    for candidate in ordered:
-        name = candidate.dispatch_class
-        if not ready[name]:
-            continue
+        newest[candidate.user_id] = max(newest.get(candidate.user_id, candidate.created_at), candidate.created_at)
+    groups: list[list[Candidate]] = []
+    for name, jobs in by_class.items():
         if name == SOLO:
-            if len(packs) + len(open_packs) >= max_packs:
-                break
-            packs.append(PlannedPack(SOLO, (candidate.job_id,), candidate.runtime_seconds))
+            groups += [[job] for job in jobs]
             continue
-        members = open_packs.get(name)
-        if members is not None and (len(members) >= limits.max_jobs
-                                    or sum(c.runtime_seconds for c in members) + candidate.runtime_seconds
-                                    > limits.max_seconds):
-            close(name)
-            members = None
-        if members is None:
-            if len(packs) + len(open_packs) >= max_packs:
-                continue
-            members = open_packs[name] = []
-        members.append(candidate)
-    for name in list(open_packs):
-        close(name)
-    return packs
+        filled = _fill(jobs, limits)
+        last = filled[-1]
+        if not (len(last) >= limits.max_jobs or sum(c.runtime_seconds for c in last) >= limits.max_seconds
+                or _ready(last, newest, limits, now)):
+            filled.pop()
+        groups += filled
+    groups.sort(key=lambda group: place[group[0].job_id])
+    return [PlannedPack(group[0].dispatch_class, tuple(c.job_id for c in group),
+                        sum(c.runtime_seconds for c in group)) for group in groups[:max_packs]]
 
 
-def _ready(jobs: list[Candidate], limits: PackLimits, now: datetime) -> bool:
-    """A class is dispatched when it fills a pack, when no job arrived for
-    ``linger_seconds``, or when its oldest job waited ``max_linger_seconds``."""
-    if jobs[0].dispatch_class == SOLO or len(jobs) >= limits.max_jobs:
-        return True
-    newest = max(c.created_at for c in jobs)
-    oldest = min(c.created_at for c in jobs)
-    return (now - newest >= timedelta(seconds=limits.linger_seconds)
+def _fill(jobs: list[Candidate], limits: PackLimits) -> list[list[Candidate]]:
+    """``jobs`` (one class, in order) cut into packs of at most ``max_jobs``
+    jobs and ``max_seconds`` of estimated work (a longer job alone)."""
+    groups: list[list[Candidate]] = [[]]
+    seconds = 0
+    for job in jobs:
+        if groups[-1] and (len(groups[-1]) >= limits.max_jobs or seconds + job.runtime_seconds > limits.max_seconds):
+            groups.append([])
+            seconds = 0
+        groups[-1].append(job)
+        seconds += job.runtime_seconds
+    return groups
+
+
+def _ready(members: list[Candidate], newest: dict[str, datetime], limits: PackLimits, now: datetime) -> bool:
+    """A partial pack goes when its users have submitted nothing, in any
+    class, for ``linger_seconds`` (a user's stream of mixed circuits fills
+    each class's pack instead of cutting one at every gap in that class), or
+    when its oldest job waited ``max_linger_seconds``. ``newest``: each
+    user's newest waiting job."""
+    latest = max(newest[c.user_id] for c in members)
+    oldest = min(c.created_at for c in members)
+    return (now - latest >= timedelta(seconds=limits.linger_seconds)
             or now - oldest >= timedelta(seconds=limits.max_linger_seconds))
 
 

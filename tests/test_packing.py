@@ -46,6 +46,38 @@ def test_a_class_still_filling_lingers_until_quiet_or_full_or_old():
     assert [len(p.job_ids) for p in quiet] == [2]
 
 
+def test_a_users_stream_of_mixed_circuits_fills_each_class_instead_of_cutting_at_its_gaps():
+    clifford = "dev|CPU|stabilizer|double"
+    # Alice's last Clifford circuit came 2 s ago, but she is still sending others.
+    stream = _jobs("alice", 2, klass=clifford, age=2.0) + _jobs("alice", 2, age=0.1, start=2)
+    assert plan_packs(stream, LIMITS, now=NOW, max_packs=5) == []
+    quiet = plan_packs(stream, LIMITS, now=NOW + timedelta(seconds=1), max_packs=5)
+    assert sorted(len(p.job_ids) for p in quiet) == [2, 2]
+    old = plan_packs(stream, LIMITS, now=NOW + timedelta(seconds=3.5), max_packs=5)
+    assert [p.dispatch_class for p in old] == [clifford, stream[2].dispatch_class]
+
+
+def test_another_users_stream_never_holds_back_a_single_circuit():
+    stream = _jobs("alice", 2, age=0.1)
+    single = _jobs("bob", 1, klass="dev|CPU|stabilizer|double", age=1.0)
+    packs = plan_packs(stream + single, LIMITS, now=NOW, max_packs=5)
+    assert [p.job_ids for p in packs] == [("bob-0",)]
+
+
+def test_the_rest_after_a_full_pack_lingers_like_any_partial_pack():
+    arriving = _jobs("a", 6, age=0.1)
+    assert [p.job_ids for p in plan_packs(arriving, LIMITS, now=NOW, max_packs=5)] == [("a-0", "a-1", "a-2", "a-3")]
+    later = plan_packs(arriving, LIMITS, now=NOW + timedelta(seconds=5), max_packs=5)
+    assert [len(p.job_ids) for p in later] == [4, 2]
+
+
+def test_a_lingering_class_takes_no_place_from_a_ready_one():
+    arriving = _jobs("a", 2, age=0.1)
+    waiting = _jobs("b", 2, klass="dev|CPU|stabilizer|double", age=10.0)
+    packs = plan_packs(arriving + waiting, LIMITS, now=NOW, max_packs=1)
+    assert [p.job_ids for p in packs] == [("b-0", "b-1")]
+
+
 def test_big_jobs_run_alone_and_classes_never_mix():
     solo = _jobs("a", 2, klass=SOLO)
     other = _jobs("b", 2, klass="dev|CPU|stabilizer|double")

@@ -195,3 +195,48 @@ def test_a_job_cancelled_while_its_pack_is_being_submitted_is_skipped_and_its_em
     jobs = _drive(runtime, [job_id])
     assert (jobs[job_id].status, jobs[job_id].error, jobs[job_id].cancel_pending) == (
         "failed", "cancelled by the user", False)
+
+
+def test_one_cycle_ingests_every_packs_progress_in_one_transaction(runtime):
+    from sqlalchemy import event, insert
+
+    from hpc_jobs.workdir import PROGRESS_FILE, append_line
+    from tests.conftest import make_user
+
+    user_id = make_user(runtime)[0]
+    now = utcnow()
+    result = {"counts": {"00": 40, "11": 24}, "execution_time_seconds": 0.001}
+    packs = {}
+    for name in ("a", "b"):
+        pack_id = "pack-" + name * 16
+        pack_dir = runtime.work_dirs.pack_path_for(pack_id)
+        pack_dir.mkdir(parents=True)
+        packs[name] = pack_dir / PROGRESS_FILE
+        with runtime.db.transaction() as session:
+            session.execute(insert(Pack).values(
+                id=pack_id, executor=runtime.executor.name, cluster_profile="dev", dispatch_class="x",
+                job_name=f"qcos-{pack_id}", state=PackState.RUNNING.value, work_dir=str(pack_dir), job_count=2,
+                resources={}, progress_offset=0, runner_finished=False, submit_attempts=1, created_at=now))
+            session.execute(insert(Job), [dict(
+                id=f"{name}-{i}", user_id=user_id, status="processing", qasm=BELL, shots=64, num_qubits=2,
+                request_hash="-", executor=runtime.executor.name, cluster_profile="dev", work_dir="/nonexistent",
+                pack_id=pack_id, created_at=now) for i in range(2)])
+    append_line(packs["a"], {"job_id": "a-0", "outcome": "completed", "result": result})
+    append_line(packs["a"], {"job_id": "b-1", "outcome": "failed", "error": "not a's job"})
+    append_line(packs["b"], {"job_id": "b-0", "outcome": "failed", "error": "Aer failed"})
+    commits = []
+    event.listen(runtime.db.engine, "commit", commits.append)
+
+    assert poll_cycle(runtime, observe=False).finished_jobs == 2
+
+    assert len(commits) == 1
+    jobs = _jobs(runtime, ["a-0", "a-1", "b-0", "b-1"])
+    assert {i: j.status for i, j in jobs.items()} == {"a-0": "completed", "a-1": "processing", "b-0": "failed",
+                                                      "b-1": "processing"}
+    assert jobs["a-0"].result == result and jobs["b-0"].error == "Aer failed"
+    with runtime.db.session() as session:
+        offsets = dict(session.execute(select(Pack.id, Pack.progress_offset)).all())
+    assert offsets == {"pack-" + n * 16: packs[n].stat().st_size for n in ("a", "b")}
+    commits.clear()
+    assert poll_cycle(runtime, observe=False).finished_jobs == 0
+    assert commits == []
