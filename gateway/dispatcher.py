@@ -20,7 +20,9 @@ one database:
   ``QCOS_SUBMIT_RECOVERY`` seconds (the dispatcher died around sbatch, sbatch
   answered without an id, timed out, or hit a transient error) is looked up
   by name, all such packs in one squeue and one sacct call: found, its id
-  is adopted; not found, it is planned again after a backoff. Nothing is
+  is adopted; not found, it is planned again after a backoff. Such a pack
+  ends the cycle's submissions: with the scheduler down, every further
+  sbatch would cost another command timeout. Nothing is
   submitted twice: a pack is only ever resubmitted after Slurm said it does
   not know its name. ``QCOS_SUBMIT_RECOVERY`` must exceed the Slurm command
   timeout (30 s) so a slow sbatch is not taken for a lost one.

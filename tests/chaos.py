@@ -855,7 +855,9 @@ def trial_redis_down(chaos: Chaos, gateway: Gateway, seconds: float) -> None:
         time.sleep(2)
         chaos.redis.stop()
         stopped = time.monotonic()
-        time.sleep(seconds)
+        time.sleep(min(1.0, seconds / 2))
+        limited = _rate_limit_headers(gateway, 4)
+        time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
         during = set(load.answers.accepted)
         chaos.redis.start()
         back = time.monotonic()
@@ -865,7 +867,17 @@ def trial_redis_down(chaos: Chaos, gateway: Gateway, seconds: float) -> None:
     outcome = count(Outcome(f"Redis stopped {seconds:g} s"), settled, job_ids, load.answers, probe)
     accepted_during = sum(1 for j in during if load.answers.accepted[j] >= stopped)
     outcome.notes.append(f"{accepted_during} accepted while it was down")
+    outcome.checks["requests still limited (X-RateLimit-Limit) while it was down"] = all(limited)
     chaos.record(outcome)
+
+
+def _rate_limit_headers(gateway: Gateway, requests_: int) -> list[bool]:
+    """Whether each of ``requests_`` ``GET /user/me`` answers 200 with an ``X-RateLimit-Limit``."""
+    seen = []
+    for _ in range(requests_):
+        response = requests.get(f"{gateway.base_url}/user/me", headers={"X-API-Key": gateway.api_key}, timeout=10)
+        seen.append(response.status_code == 200 and "X-RateLimit-Limit" in response.headers)
+    return seen
 
 
 def trial_sshd_restart(chaos: Chaos, gateway: Gateway, seconds: float) -> None:
