@@ -348,14 +348,19 @@ class Gateway:
         self._poller_count += 1
         log = open(self.logs / f"poller-{self._poller_count}.log", "w")
         poller = subprocess.Popen([str(BIN / "qcos"), "poller"], env=self.env, cwd=REPO_ROOT, stdout=log,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.pollers.append(poller)
         return poller
 
-    def kill_poller(self, poller: subprocess.Popen) -> None:
-        """kill -9 the poller process alone (an sbatch it started runs on)."""
-        poller.kill()
+    def kill_poller(self, poller: subprocess.Popen, *, group: bool = False) -> None:
+        """kill -9 the poller process alone (an sbatch it started runs on), or
+        with ``group`` its whole process group, sbatch included (what systemd
+        does to the rest of a unit whose main process died)."""
+        if group:
+            os.killpg(poller.pid, signal.SIGKILL)
+        else:
+            poller.kill()
         poller.wait()
         self.pollers.remove(poller)
 
@@ -367,6 +372,17 @@ class Gateway:
             poller.kill()
             poller.wait()
         self.pollers.remove(poller)
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        """Wait until ``GET /`` answers (some worker serves)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base_url + "/", timeout=5).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
 
     def workers(self) -> list[int]:
         return child_pids(self.gunicorn.pid) if self.gunicorn else []
@@ -965,6 +981,7 @@ def trial_kill_workers(chaos: Chaos, gateway: Gateway, kills: int) -> None:
     """kill -9 of a gunicorn worker (gunicorn starts another) 0-80 ms after a
     POST /execute was sent, so it often dies inside a submission."""
     def strike(load: Load, i: int) -> Kill:
+        gateway.wait_serving()  # a worker answers again (gunicorn replaced the last one killed)
         time.sleep(random.uniform(0.5, 2.5))
         workers = gateway.workers()
         if not workers:
@@ -999,7 +1016,9 @@ def trial_kill_poller(chaos: Chaos, gateway: Gateway, kills: int) -> None:
 
 def trial_kill_dispatcher(chaos: Chaos, gateway: Gateway, kills: int) -> None:
     """kill -9 of the dispatcher during submission: after a burst, as soon as
-    a pack is planned or submitting, after a random 0-300 ms."""
+    a pack is planned or submitting, after a random 0-600 ms (sbatch takes
+    up to 0.8 s here, see :func:`slow_sbatch`); half the time with its
+    process group, so an sbatch under way dies too."""
     def strike(load: Load, i: int) -> Kill:
         known = {row.id for row in gateway.query("SELECT id FROM packs")}
         load.burst(random.randint(2, 6))
@@ -1009,17 +1028,19 @@ def trial_kill_dispatcher(chaos: Chaos, gateway: Gateway, kills: int) -> None:
                      if r.id not in known]
             if fresh:
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         else:
             fresh = []
-        time.sleep(random.uniform(0, 0.3))
-        gateway.kill_poller(gateway.pollers[0])
+        time.sleep(random.uniform(0, 0.6))
+        group = random.random() < 0.5
+        gateway.kill_poller(gateway.pollers[0], group=group)
         at = time.monotonic()
+        how = "with its process group" if group else "alone"
         if fresh:
             state = gateway.query("SELECT state FROM packs WHERE id = :id", id=fresh[0].id)[0].state
-            what = f"killed with its pack {state}"
+            what = f"killed {how}, its pack {state}"
         else:
-            what = "killed (no pack seen in submission)"
+            what = f"killed {how} (no pack seen in submission)"
         gateway.start_poller()
         time.sleep(random.uniform(0.5, 1.5))
         return Kill(at, what)
@@ -1071,6 +1092,20 @@ TRIALS = ("slurmctld", "slurmdbd", "postgres", "redis", "sshd", "ssh-hang", "kil
           "kill-dispatcher", "two-pollers")
 
 
+def slow_sbatch(folder: Path) -> Path:
+    """A folder holding an ``sbatch`` that answers 0-0.8 s late (a busy
+    controller), so a dispatcher killed "during submission" often dies
+    between sbatch and recording its answer. Returns the folder."""
+    folder.mkdir()
+    sbatch = folder / "sbatch"
+    sbatch.write_text(
+        "#!/bin/sh\n"
+        "pause() { sleep \"$(printf '0.%03d' \"$(shuf -i 0-400 -n 1)\")\"; }\n"
+        "pause; /usr/bin/sbatch \"$@\"; rc=$?; pause; exit $rc\n")
+    sbatch.chmod(0o755)
+    return folder
+
+
 def timed(name: str, step: Callable[[], None]) -> None:
     say(f"trial {name}")
     began = time.monotonic()
@@ -1100,7 +1135,7 @@ def run(plan: Plan, only: set[str]) -> int:
             chaos.redis.start()
             cleanup.callback(chaos.redis.stop)
             say(f"gateway on the private cluster (local transport), {time.monotonic() - started:.0f} s")
-            local = chaos.gateway("local")
+            local = chaos.gateway("local", PATH=f"{slow_sbatch(chaos_root / 'bin')}:{os.environ['PATH']}")
             cleanup.callback(local.stop)
         except (ComponentError, AssertionError, OSError) as exc:
             print(f"chaos: cannot start the components: {exc}", flush=True)

@@ -97,6 +97,7 @@ def test_short_fault_injection_run_loses_nothing():
     done = subprocess.run([sys.executable, "-m", "tests.chaos", "--short"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=900)
     report = done.stdout + done.stderr[-3000:]
+    print(report)  # the trial lines, for -rP and for failures
     if done.returncode == 2:
         missing("fault-injection components", report.strip().splitlines()[-1] if report.strip() else "no output")
     lines = done.stdout.strip().splitlines()
