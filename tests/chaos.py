@@ -83,6 +83,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+import redis
 import requests
 import sqlalchemy
 from sqlalchemy import text
@@ -249,8 +250,6 @@ class PrivateRedis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -282,7 +281,7 @@ class PrivateSSHD:
         sbatch.write_text(
             "#!/bin/sh\n"
             "# sbatch, then (while the flag exists) an answer that never comes.\n"
-            f"/usr/bin/sbatch \"$@\"; rc=$?\n"
+            "/usr/bin/sbatch \"$@\"; rc=$?\n"
             f"if [ -e {self.hang_flag} ]; then echo $$ >> {self.hung_pids}; sleep 3599; fi\n"
             "exit $rc\n")
         sbatch.chmod(0o755)
@@ -1113,8 +1112,9 @@ def timed(name: str, step: Callable[[], None]) -> None:
     say(f"trial {name}: {time.monotonic() - began:.0f} s")
 
 
-def run(plan: Plan, only: set[str]) -> int:
-    """Run the trials of ``plan`` (those in ``only``); returns the exit status."""
+def run(plan: Plan, only: set[str], *, keep: bool = False) -> int:
+    """Run the trials of ``plan`` (those in ``only``); returns the exit status.
+    The folder of logs and work dirs is removed after a clean run, unless ``keep``."""
     chaos_root = Path(tempfile.mkdtemp(prefix="qcos-chaos-"))
     chaos = Chaos(chaos_root, bound=plan.bound)
     started = time.monotonic()
@@ -1182,11 +1182,17 @@ def run(plan: Plan, only: set[str]) -> int:
     unexpected = sum(o.unexpected for o in outcomes)
     orphans = sum(o.orphans for o in outcomes)
     unmet = sum(not passed for o in outcomes for passed in o.checks.values())
+    clean = all(o.clean for o in outcomes)
+    if clean and not keep:
+        shutil.rmtree(chaos_root, ignore_errors=True)
+        where = "logs removed (--keep keeps them)"
+    else:
+        where = f"logs in {chaos_root}"
     print(f"chaos: {sum(o.accepted for o in outcomes)} jobs accepted, {orphans} Slurm jobs without a record, "
-          f"{unmet} checks not met, {time.monotonic() - started:.0f} s; logs in {chaos_root}")
+          f"{unmet} checks not met, {time.monotonic() - started:.0f} s; {where}")
     print(f"chaos: {len(outcomes)} trials, {lost} lost, {duplicated} duplicated, {stuck} stuck, "
           f"{unexpected} unexpected 5xx", flush=True)
-    return 0 if all(o.clean for o in outcomes) else 1
+    return 0 if clean else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1196,6 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these trials ({', '.join(TRIALS)})")
     parser.add_argument("--kills", type=int, help="kills per kill -9 trial (50; --short: 3)")
     parser.add_argument("--seed", type=int, help="random seed, for repeating a run's moments")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and work dirs of a clean run too")
     args = parser.parse_args(argv)
     plan = SHORT if args.short else FULL
     if args.kills is not None:
@@ -1210,7 +1217,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(LOCK_FILE) as lock:
         say(f"waiting for {LOCK_FILE}")
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return run(plan, set(args.only))
+        return run(plan, set(args.only), keep=args.keep)
 
 
 if __name__ == "__main__":
