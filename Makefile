@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test sdk-test lint slurm-up slurm-down bench clean
+.PHONY: install run test sdk-test lint slurm-up slurm-down bench chaos clean
 
 install: $(STAMP)
 
@@ -42,6 +42,13 @@ slurm-down:
 
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# Fault injection (tests/chaos.py), as root, on a private Slurm cluster
+# (qcos-chaos), PostgreSQL, Redis and sshd that it starts and breaks itself;
+# the shared ones are never touched. About 15 minutes; make test runs
+# --short. CHAOS_ARGS="--short", "--only slurmctld kill-poller --kills 10".
+chaos: install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

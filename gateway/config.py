@@ -45,6 +45,9 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_DISPATCH_INTERVAL``      seconds between dispatcher cycles (0.25)
 ``QCOS_SUBMIT_RECOVERY``        seconds before a pack whose sbatch answer was
                                 lost is looked up by name (15)
+``QCOS_SLURM_COMMAND_TIMEOUT``  seconds one Slurm command (sbatch, squeue,
+                                sacct, scancel) may take before it is given
+                                up, and over SSH ended on the login node (30)
 ``QCOS_UNKNOWN_STATE_GRACE``    seconds a pack may stay in a Slurm state the
                                 lifecycle table does not know (600)
 ``QCOS_BATCH_MAX_CIRCUITS``     circuits per ``POST /batches`` (1000);
@@ -263,6 +266,7 @@ class Settings:
     max_live_slurm_jobs: int = 8
     dispatch_interval_seconds: float = 0.25
     submit_recovery_seconds: float = 15.0
+    slurm_command_timeout_seconds: float = 30.0
     unknown_state_grace_seconds: float = 600.0
     batch_max_circuits: int = 1000
     max_batch_body_bytes: int = 32 * 1024 * 1024
@@ -356,6 +360,7 @@ class Settings:
             max_live_slurm_jobs=max(1, _whole_number(env, "QCOS_MAX_LIVE_SLURM_JOBS", 8)),
             dispatch_interval_seconds=_number(env, "QCOS_DISPATCH_INTERVAL", 0.25, minimum=0.01),
             submit_recovery_seconds=_number(env, "QCOS_SUBMIT_RECOVERY", 15.0),
+            slurm_command_timeout_seconds=_number(env, "QCOS_SLURM_COMMAND_TIMEOUT", 30.0, minimum=1),
             unknown_state_grace_seconds=_number(env, "QCOS_UNKNOWN_STATE_GRACE", 600.0),
             batch_max_circuits=max(1, _whole_number(env, "QCOS_BATCH_MAX_CIRCUITS", 1000)),
             max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),

@@ -20,7 +20,9 @@ one database:
   ``QCOS_SUBMIT_RECOVERY`` seconds (the dispatcher died around sbatch, sbatch
   answered without an id, timed out, or hit a transient error) is looked up
   by name, all such packs in one squeue and one sacct call: found, its id
-  is adopted; not found, it is planned again after a backoff. Nothing is
+  is adopted; not found, it is planned again after a backoff. Such a pack
+  ends the cycle's submissions: with the scheduler down, every further
+  sbatch would cost another command timeout. Nothing is
   submitted twice: a pack is only ever resubmitted after Slurm said it does
   not know its name. ``QCOS_SUBMIT_RECOVERY`` must exceed the Slurm command
   timeout (30 s) so a slow sbatch is not taken for a lost one.
@@ -69,6 +71,8 @@ class DispatchReport:
     submitted: list[str]
     refused: list[str]
     recovered: list[str]
+    #: An sbatch found the scheduler unreachable or busy (the poller reports it at once).
+    scheduler_unreachable: bool = False
 
 
 def dispatch_cycle(runtime: Runtime, *, now: datetime | None = None) -> DispatchReport:
@@ -78,8 +82,7 @@ def dispatch_cycle(runtime: Runtime, *, now: datetime | None = None) -> Dispatch
     report = DispatchReport([], [], [], [])
     report.recovered = recover_cycle(runtime, now=now)
     report.planned = plan_cycle(runtime, now=now)
-    submitted, refused = submit_cycle(runtime, now=utcnow())
-    report.submitted, report.refused = submitted, refused
+    report.submitted, report.refused, report.scheduler_unreachable = _submit_due(runtime, now=utcnow())
     return report
 
 
@@ -186,7 +189,20 @@ def _as_dict(resources: JobResources) -> dict:
 
 
 def submit_cycle(runtime: Runtime, *, now: datetime) -> tuple[list[str], list[str]]:
-    """Submit every due ``planned`` pack; returns (submitted, refused) pack ids."""
+    """Submit the due ``planned`` packs, oldest first, until one does not go
+    through; returns (submitted, refused) pack ids."""
+    submitted, refused, _ = _submit_due(runtime, now=now)
+    return submitted, refused
+
+
+def _submit_due(runtime: Runtime, *, now: datetime) -> tuple[list[str], list[str], bool]:
+    """:func:`submit_cycle`, and whether the scheduler was unreachable.
+
+    The first pack whose sbatch answer is unknown or that found the scheduler
+    unreachable ends the cycle: the next sbatch would most likely meet the
+    same fault and cost another command timeout, holding up the poller's
+    ingest and its report of the outage; the other packs wait for the next cycle.
+    """
     with runtime.db.session() as session:
         due = list(session.scalars(
             select(Pack).where(Pack.executor == runtime.executor.name, Pack.state == PackState.PLANNED.value,
@@ -199,14 +215,18 @@ def submit_cycle(runtime: Runtime, *, now: datetime) -> tuple[list[str], list[st
             submitted.append(pack.id)
         elif outcome == "refused":
             refused.append(pack.id)
-    return submitted, refused
+        elif outcome in ("unconfirmed", "unreachable"):
+            return submitted, refused, outcome == "unreachable"
+    return submitted, refused, False
 
 
 def submit_pack(runtime: Runtime, pack: Pack) -> str:
     """Claim a planned pack, write its work dirs and sbatch it. Returns
     ``"submitted"``, ``"refused"`` (its jobs failed with Slurm's reason),
-    ``"unconfirmed"`` (left for recovery), ``"empty"`` or ``"taken"``
-    (another dispatcher claimed it)."""
+    ``"unconfirmed"`` (sbatch's answer is lost: left for recovery),
+    ``"unreachable"`` (the scheduler or the login node could not be reached,
+    was busy, or did not answer in time: left for recovery too), ``"empty"``
+    or ``"taken"`` (another dispatcher claimed it)."""
     started = utcnow()
     with runtime.db.transaction() as session:
         taken = session.execute(
@@ -233,19 +253,23 @@ def submit_pack(runtime: Runtime, pack: Pack) -> str:
                                                    extra_args=_accounting_args(runtime, pack.id, [j.id for j in jobs]))
     except SubmissionUnconfirmed as exc:
         log.warning("pack %s: %s; it will be looked up by name", pack.id, exc)
-        return "unconfirmed"
+        # A timeout or a lost connection, not an answer without an id.
+        return "unreachable" if isinstance(exc.__cause__, TransportError) else "unconfirmed"
     except AccountingError as exc:
         _end_pack(runtime, pack.id, PackState.SUBMITTING, error=f"the tier's Slurm settings are invalid: {exc}",
                   fail_jobs=True)
         return "refused"
-    except (OSError, TransportError) as exc:
+    except TransportError as exc:
         # Nothing reached sbatch; recovery finds no such name and plans it again.
+        log.warning("pack %s could not be staged: %s", pack.id, exc)
+        return "unreachable"
+    except OSError as exc:
         log.warning("pack %s could not be staged: %s", pack.id, exc)
         return "unconfirmed"
     except ExecutorError as exc:
         if exc.retryable:
             log.warning("pack %s: scheduler busy or unreachable (%s); it will be looked up by name", pack.id, exc)
-            return "unconfirmed"
+            return "unreachable"
         reason = f"the scheduler refused the batch job: {exc}"
         log.error("pack %s refused: %s", pack.id, exc)
         _end_pack(runtime, pack.id, PackState.SUBMITTING, error=reason, fail_jobs=True)

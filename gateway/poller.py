@@ -361,11 +361,23 @@ def refresh_queue_model(runtime: Runtime, *, scheduler_ok: bool | None, pending_
                             .values(updated_at=now, **values, **extra))
 
 
+def mark_scheduler_unreachable(runtime: Runtime, *, now: datetime) -> None:
+    """Record a failed scheduler call in this executor's :class:`QueueModel`
+    row (``scheduler_connected`` false as of ``now``); one UPDATE, nothing
+    when the row does not exist yet."""
+    with runtime.db.transaction() as session:
+        session.execute(update(QueueModel).where(QueueModel.executor == runtime.executor.name)
+                        .values(scheduler_connected=False, checked_at=now))
+
+
 def service_cycle(runtime: Runtime, *, observe: bool = True) -> CycleReport:
     """One iteration of :func:`run_forever`: dispatch, deliver cancels, ingest
     progress and (with ``observe``) ask the scheduler and refresh the queue
     model."""
-    dispatcher.dispatch_cycle(runtime)
+    dispatched = dispatcher.dispatch_cycle(runtime)
+    if dispatched.scheduler_unreachable:
+        # Tell GET / now, not after this cycle's squeue meets the same fault.
+        mark_scheduler_unreachable(runtime, now=utcnow())
     cancel_cycle(runtime)
     with metrics.poll_cycle():
         report = poll_cycle(runtime, observe=observe)

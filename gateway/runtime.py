@@ -35,12 +35,14 @@ def build_site(settings: Settings) -> tuple[Executor, WorkDirs]:
         transport = SSHTransport(settings.ssh_host, port=settings.ssh_port, username=settings.ssh_user,
                                  key_filename=settings.ssh_key, known_hosts=settings.ssh_known_hosts)
         staging = settings.state_dir / "staging"
-        return SlurmExecutor(transport), RemoteWorkDirs(transport, str(settings.work_root), staging)
+        return (SlurmExecutor(transport, timeout=settings.slurm_command_timeout_seconds),
+                RemoteWorkDirs(transport, str(settings.work_root), staging))
     if settings.executor == "slurm":
         from hpc_jobs.executors.slurm import SlurmExecutor
         from hpc_jobs.transports.local import LocalTransport
 
-        return SlurmExecutor(LocalTransport()), LocalWorkDirs(settings.work_root)
+        return (SlurmExecutor(LocalTransport(), timeout=settings.slurm_command_timeout_seconds),
+                LocalWorkDirs(settings.work_root))
     from hpc_jobs.executors.local import LocalExecutor
 
     return LocalExecutor(settings.local_registry), LocalWorkDirs(settings.work_root)

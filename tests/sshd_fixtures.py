@@ -16,14 +16,16 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
 from tests.components import missing
 
-__all__ = ["SSHServer", "free_port", "generate_key", "sshd_server"]
+__all__ = ["SSHServer", "child_pids", "free_port", "generate_key", "prepare_sshd", "sshd_server", "start_sshd",
+           "stop_sshd"]
 
 SSHD = "/usr/sbin/sshd"
 
@@ -62,10 +64,11 @@ class SSHServer:
 
     def session_pids(self) -> list[int]:
         """The per-connection sshd processes (children of the listener)."""
-        return _children(self.pid)
+        return child_pids(self.pid)
 
 
-def _children(parent: int) -> list[int]:
+def child_pids(parent: int) -> list[int]:
+    """Pids of the processes whose parent is ``parent`` (read from /proc)."""
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -107,19 +110,18 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, deadline: fl
     raise RuntimeError(f"sshd did not listen on 127.0.0.1:{port}: {log.read_text(errors='replace')[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory) -> SSHServer:
-    """Start a test sshd on 127.0.0.1:<free port>; stopped after the session."""
-    if not os.access(SSHD, os.X_OK) or not shutil.which("ssh-keygen"):
-        missing("sshd", "install Debian's openssh-server (apt-get install openssh-server)")
-    folder = tmp_path_factory.mktemp("sshd")
+def prepare_sshd(folder: Path, *, extra_config: Sequence[str] = ()) -> SSHServer:
+    """Write keys, ``known_hosts`` and an ``sshd_config`` for a test sshd on a
+    free loopback port into ``folder``; returns its :class:`SSHServer` with
+    ``pid`` 0 (not started: :func:`start_sshd`). ``extra_config``: more
+    ``sshd_config`` lines (e.g. ``SetEnv SLURM_CONF=...``). Raises
+    ``RuntimeError`` when ``sshd -t`` refuses the configuration."""
     host_key = folder / "ssh_host_ed25519_key"
     host_public_key = generate_key(host_key)
     user_key = folder / "id_ed25519"
     (folder / "authorized_keys").write_text(generate_key(user_key) + "\n")
     port = free_port()
     (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_public_key.split()[:2])}\n")
-    log = folder / "sshd.log"
     config = folder / "sshd_config"
     config.write_text(
         "\n".join([
@@ -137,6 +139,7 @@ def sshd_server(tmp_path_factory) -> SSHServer:
             "StrictModes no",
             "Subsystem sftp internal-sftp",
             "LogLevel INFO",
+            *extra_config,
             "",
         ])
     )
@@ -144,28 +147,57 @@ def sshd_server(tmp_path_factory) -> SSHServer:
     Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
     check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, check=False)
     if check.returncode != 0:
-        missing("sshd", f"sshd -t rejected the test config: {check.stderr.strip()}")
+        raise RuntimeError(f"sshd -t rejected the test config: {check.stderr.strip()}")
+    return SSHServer(
+        host="127.0.0.1", port=port, username=getpass.getuser(), user_key=user_key,
+        known_hosts=folder / "known_hosts", host_public_key=host_public_key, log=folder / "sshd.log",
+        pid=0, folder=folder,
+    )
+
+
+def start_sshd(server: SSHServer) -> subprocess.Popen:
+    """Start the sshd that :func:`prepare_sshd` configured (again, after
+    :func:`stop_sshd`: same port and keys, log appended) and wait until it
+    listens. Raises ``RuntimeError`` when it does not within 15 s."""
     process = subprocess.Popen(
-        [SSHD, "-D", "-E", str(log), "-f", str(config)],
+        [SSHD, "-D", "-E", str(server.log), "-f", str(server.folder / "sshd_config")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, process, log, time.monotonic() + 15)
-        yield SSHServer(
-            host="127.0.0.1", port=port, username=getpass.getuser(), user_key=user_key,
-            known_hosts=folder / "known_hosts", host_public_key=host_public_key, log=log,
-            pid=process.pid, folder=folder,
-        )
-    finally:
-        # The listener's SIGTERM leaves open sessions alone; end them too.
-        for pid in _children(process.pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        process.terminate()
+        _wait_for_port(server.port, process, server.log, time.monotonic() + 15)
+    except RuntimeError:
+        stop_sshd(process)
+        raise
+    return process
+
+
+def stop_sshd(process: subprocess.Popen) -> None:
+    """Stop a test sshd and every session it still serves."""
+    # The listener's SIGTERM leaves open sessions alone; end them too.
+    for pid in child_pids(process.pid):
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory) -> SSHServer:
+    """Start a test sshd on 127.0.0.1:<free port>; stopped after the session."""
+    if not os.access(SSHD, os.X_OK) or not shutil.which("ssh-keygen"):
+        missing("sshd", "install Debian's openssh-server (apt-get install openssh-server)")
+    try:
+        server = prepare_sshd(tmp_path_factory.mktemp("sshd"))
+    except RuntimeError as exc:
+        missing("sshd", str(exc))
+    process = start_sshd(server)
+    try:
+        yield replace(server, pid=process.pid)
+    finally:
+        stop_sshd(process)

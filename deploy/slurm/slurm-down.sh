@@ -9,12 +9,16 @@
 #   slurm-down.sh           stop the daemons
 #   slurm-down.sh --purge   also delete state, logs and the slurm_acct_db database
 #
+# QCOS_SLURM_INSTANCE=NAME (with QCOS_SLURM_PORT_BASE) stops the private
+# cluster qcos-NAME that slurm-up.sh started with the same variables instead
+# (see instance.sh), and --purge drops its database slurm_acct_db_NAME.
+#
 # Idempotent: stopping a stopped cluster is a no-op.
 set -euo pipefail
 
-STATE_DIR=/var/lib/qcos-slurm
-LOG_DIR=/var/log/qcos-slurm
-RUN_DIR=/run/qcos-slurm
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=instance.sh
+source "$HERE/instance.sh"
 DB_HOST="${QCOS_SLURM_DB_HOST:-127.0.0.1}"
 DB_PORT="${QCOS_SLURM_DB_PORT:-3306}"
 DB_ROOT_PASSWORD="${QCOS_SLURM_DB_ROOT_PASSWORD:-}"
@@ -61,9 +65,9 @@ if [[ -f $RUN_DIR/munged.ours ]]; then
 fi
 
 if (( PURGE )); then
-    log "purging $STATE_DIR, $LOG_DIR and database slurm_acct_db"
+    log "purging $STATE_DIR, $LOG_DIR and database $DB_NAME"
     rm -rf "$STATE_DIR" "$LOG_DIR"
     MYSQL_PWD="$DB_ROOT_PASSWORD" mysql --protocol=TCP -h "$DB_HOST" -P "$DB_PORT" -u root \
-        -e 'DROP DATABASE IF EXISTS slurm_acct_db' || log "could not drop slurm_acct_db (MariaDB down?)"
+        -e "DROP DATABASE IF EXISTS $DB_NAME" || log "could not drop $DB_NAME (MariaDB down?)"
 fi
 log "stopped"

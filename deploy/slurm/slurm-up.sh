@@ -14,17 +14,19 @@
 # configuration changed, in which case the Slurm daemons are restarted.
 # Stop with deploy/slurm/slurm-down.sh.
 #
+# QCOS_SLURM_INSTANCE=NAME with QCOS_SLURM_PORT_BASE=PORT starts a second,
+# private cluster qcos-NAME instead, with its own ports, configuration,
+# state, logs and accounting database (see instance.sh); its commands need
+# SLURM_CONF=/etc/qcos-slurm-NAME/slurm.conf.
+#
 # Environment overrides: QCOS_SLURM_DB_HOST (127.0.0.1), QCOS_SLURM_DB_PORT
 # (3306), QCOS_SLURM_DB_ROOT_PASSWORD (empty), QCOS_SLURM_DB_PASSWORD,
 # QCOS_SLURM_TIMEOUT (seconds to wait for each daemon; 30).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CONF_DIR=/etc/slurm
-STATE_DIR=/var/lib/qcos-slurm
-LOG_DIR=/var/log/qcos-slurm
-RUN_DIR=/run/qcos-slurm
-CLUSTER=qcos-dev
+# shellcheck source=instance.sh
+source "$HERE/instance.sh"
 ACCOUNT=qcos
 DB_HOST="${QCOS_SLURM_DB_HOST:-127.0.0.1}"
 DB_PORT="${QCOS_SLURM_DB_PORT:-3306}"
@@ -118,7 +120,9 @@ render() {
         -e "s|@LOG_DIR@|$LOG_DIR|g" -e "s|@RUN_DIR@|$RUN_DIR|g" \
         -e "s|@NODE_LINE@|$NODE_LINE|g" -e "s|@DB_USER@|$DB_USER|g" \
         -e "s|@DB_HOST@|$DB_HOST|g" -e "s|@DB_PORT@|$DB_PORT|g" \
-        -e "s|@DB_PASS@|$DB_PASS|g" "$1"
+        -e "s|@DB_PASS@|$DB_PASS|g" -e "s|@CLUSTER@|$CLUSTER|g" \
+        -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
+        -e "s|@DBD_PORT@|$DBD_PORT|g" -e "s|@DB_NAME@|$DB_NAME|g" "$1"
 }
 
 CONFIG_CHANGED=0
@@ -168,13 +172,13 @@ until mysql_root -e 'SELECT 1' >/dev/null 2>&1; do
 done
 # Both host forms: MariaDB may see a loopback TCP client as either.
 mysql_root <<SQL
-CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE DATABASE IF NOT EXISTS $DB_NAME;
 CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
 CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 ALTER USER '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
 ALTER USER '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
-GRANT ALL ON slurm_acct_db.* TO '$DB_USER'@'localhost';
-GRANT ALL ON slurm_acct_db.* TO '$DB_USER'@'127.0.0.1';
+GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'localhost';
+GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'127.0.0.1';
 SQL
 
 # --- slurmdbd ------------------------------------------------------------------

@@ -240,3 +240,28 @@ def test_one_cycle_ingests_every_packs_progress_in_one_transaction(runtime):
     commits.clear()
     assert poll_cycle(runtime, observe=False).finished_jobs == 0
     assert commits == []
+
+
+def test_an_unreachable_scheduler_stops_the_submissions_of_a_cycle_and_is_reported_at_once(
+        client, runtime, api_key, mocker):
+    from gateway.models import QueueModel
+    from gateway.poller import refresh_queue_model
+    from hpc_jobs.executors.base import ExecutorError
+
+    refresh_queue_model(runtime, scheduler_ok=True, pending_start=None, now=utcnow())
+    ids = [_submit(client, api_key, qasm=q) for q in (BELL, GHZ3)]  # two dispatch classes: two packs
+    _quiet(runtime)
+    # slurmctld down: every sbatch waits for Slurm's connect timeout (9 s), then fails.
+    submit = mocker.patch.object(runtime.executor, "submit", side_effect=ExecutorError(
+        "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+        retryable=True))
+    report = dispatcher.dispatch_cycle(runtime)
+    assert len(report.planned) == 2 and report.scheduler_unreachable
+    assert submit.call_count == 1  # the second pack waits for the next cycle instead of another timeout
+    service_cycle(runtime, observe=False)  # a cycle without a squeue of its own
+    with runtime.db.session() as session:
+        assert session.get(QueueModel, runtime.executor.name).scheduler_connected is False
+    mocker.stopall()
+    runtime.settings = replace(runtime.settings, submit_recovery_seconds=0)
+    jobs = _drive(runtime, ids)
+    assert {job.status for job in jobs.values()} == {"completed"}
