@@ -103,7 +103,7 @@ def plan_cycle(runtime: Runtime, *, now: datetime) -> list[str]:
     if not candidates:
         return []
     planned = []
-    for pack in plan_packs(candidates, settings.pack_limits, now=now, max_packs=free):
+    for pack in plan_packs(candidates, settings.pack_limits, now=now, max_packs=free, busy_users=_busy_users(runtime)):
         try:
             pack_id = _claim(runtime, pack.dispatch_class, pack.job_ids, now)
         except (_ClaimLost, OperationalError) as exc:
@@ -113,6 +113,15 @@ def plan_cycle(runtime: Runtime, *, now: datetime) -> list[str]:
         if pack_id:
             planned.append(pack_id)
     return planned
+
+
+def _busy_users(runtime: Runtime) -> set[str]:
+    """Users with jobs in packs that hold a Slurm job (one query): they yield
+    free slots to users with none (:func:`hpc_jobs.packing.fair_order`)."""
+    with runtime.db.session() as session:
+        return set(session.scalars(
+            select(Job.user_id).join(Pack, Pack.id == Job.pack_id)
+            .where(Pack.executor == runtime.executor.name, Pack.state.in_(_LIVE_PACK_STATES)).distinct()))
 
 
 def _candidates(runtime: Runtime, *, limit: int) -> list[Candidate]:

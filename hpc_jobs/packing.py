@@ -25,7 +25,7 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Collection, Sequence
 
 from hpc_jobs.profiles import ClusterProfile, parse_memory, parse_time_limit
 from hpc_jobs.rendering import slurm_job_name
@@ -123,16 +123,25 @@ class PlannedPack:
     runtime_seconds: int
 
 
-def fair_order(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Round-robin across users, oldest first within a user: by (rank, age)."""
-    return sorted(candidates, key=lambda c: (c.rank, c.created_at, c.job_id))
+def fair_order(candidates: Sequence[Candidate], busy_users: Collection[str] = ()) -> list[Candidate]:
+    """Round-robin across users, oldest first within a user: by (rank, age).
+
+    Among jobs of the same rank, users with no job in a live pack
+    (``busy_users`` holds those who have) come first: otherwise the user
+    whose flood started earlier would always hold the older rank-1 job and
+    win every free Slurm slot, and another user's single circuit in a
+    different dispatch class would wait behind all of the flood's packs.
+    """
+    busy = set(busy_users)
+    return sorted(candidates, key=lambda c: (c.rank, c.user_id in busy, c.created_at, c.job_id))
 
 
 def plan_packs(candidates: Sequence[Candidate], limits: PackLimits, *, now: datetime,
-               max_packs: int) -> list[PlannedPack]:
+               max_packs: int, busy_users: Collection[str] = ()) -> list[PlannedPack]:
     """Group waiting jobs into at most ``max_packs`` packs (see the module docstring).
 
-    ``candidates`` may come in any order; they are taken in :func:`fair_order`.
+    ``candidates`` may come in any order; they are taken in :func:`fair_order`
+    (``busy_users``: users with jobs in live packs).
     Within a class, jobs fill packs in that order; every full pack goes, and
     the class's last, partial pack goes only once it is ready (:func:`_ready`).
     Returns packs in the order they should be submitted: by the fair-order
@@ -140,7 +149,7 @@ def plan_packs(candidates: Sequence[Candidate], limits: PackLimits, *, now: date
     """
     if max_packs <= 0:
         return []
-    ordered = fair_order(candidates)
+    ordered = fair_order(candidates, busy_users)
     place = {c.job_id: i for i, c in enumerate(ordered)}
     by_class: dict[str, list[Candidate]] = {}
     newest: dict[str, datetime] = {}

@@ -106,3 +106,14 @@ def test_a_packs_time_limit_covers_the_sum_of_its_jobs():
     assert hours * 3600 + minutes * 60 + seconds >= 2 * pack.estimated_runtime_seconds
     assert pack.estimated_runtime_seconds >= 300
     assert size_pack(profile, members[:1]) == members[0]
+
+
+def test_a_user_without_a_live_pack_gets_the_next_free_slot_even_in_another_class():
+    flood = _jobs("alice", 500)
+    single = [Candidate("bob-0", "bob", NOW - timedelta(seconds=1), "dev|CPU|stabilizer|double", 1, 1)]
+    # Alice's flood already holds the other slots: Bob's circuit takes the one that frees.
+    [pack] = plan_packs(flood + single, LIMITS, now=NOW, max_packs=1, busy_users={"alice"})
+    assert pack.job_ids == ("bob-0",)
+    # Without packs in flight, age decides among rank-1 jobs.
+    [pack] = plan_packs(flood + single, LIMITS, now=NOW, max_packs=1)
+    assert pack.job_ids[0] == "alice-0"
