@@ -59,4 +59,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(openapi.docs)
+    if settings.bench_endpoint:
+        from gateway.api import bench
+
+        app.register_blueprint(bench.blueprint)
     return app

@@ -1,7 +1,8 @@
-"""Gateway configuration: one object, read from the environment once.
+"""Gateway configuration: one object, read from the environment once (pydantic-settings).
 
 Every variable is optional; the defaults are the embedded setup of
-``make run`` (SQLite file and the local executor under ``./var``).
+``make run`` (SQLite file and the local executor under ``./var``). An empty
+variable counts as unset.
 
 =============================== ============================================
 ``QCOS_STATE_DIR``              folder for the SQLite file, work dirs and the
@@ -52,15 +53,44 @@ Every variable is optional; the defaults are the embedded setup of
                                 gateway whose ``X-Forwarded-For`` is trusted
                                 for the client address (default 0: use the
                                 TCP peer address, ignore the header)
+``QCOS_BIND``                   gunicorn's address (``127.0.0.1:8000``)
+``QCOS_WORKERS``                gunicorn worker processes (min(4, CPUs))
+``QCOS_THREADS``                threads per worker process (32)
+``QCOS_DB_POOL_SIZE``           PostgreSQL connections each process keeps
+                                open (5)
+``QCOS_DB_MAX_OVERFLOW``        connections a process may open beyond the
+                                pool under load, closed again after use (0)
+``QCOS_DB_POOL_TIMEOUT``        seconds a request waits for a free pooled
+                                connection before it is answered 503 (10)
+``QCOS_GATEWAY_INSTANCES``      gateway hosts sharing the database, for the
+                                connection budget check at start (1)
+``QCOS_AUTH_CACHE_TTL``         seconds a looked-up API key may be reused
+                                without a query, PostgreSQL only (5; 0: look
+                                every key up on every request)
+``QCOS_FINAL_JOB_CACHE_MB``     MiB per process for caching what the API
+                                shows of final jobs, which never change (16;
+                                0: none)
+``QCOS_DB_PING_TTL``            seconds a successful database check of
+                                ``GET /`` is reused (1; 0: check every time)
+``QCOS_BENCH_ENDPOINT``         ``true`` adds ``GET /bench/trivial``, the
+                                baseline of ``tests.bench_http`` (false)
 =============================== ============================================
+
+Adding a setting: one field with ``validation_alias="QCOS_<NAME>"`` and the
+line above. :meth:`Settings.from_env` turns any invalid value into a
+:class:`ConfigError` naming the variable.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Literal, Mapping
+
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: The checkout: the default state dir is its ``var/``, wherever ``qcos`` runs from.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,49 +98,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class ConfigError(ValueError):
     """An environment variable holds a value the gateway cannot use."""
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum:g}")
-    return value
-
-
-def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _number(env, name, default)
-    if value != int(value):
-        raise ConfigError(f"{name} must be a whole number, not {env.get(name)!r}")
-    return int(value)
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
-
-
-def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
-    from limits import parse_many
-
-    raw = (env.get(name) or "").strip() or default
-    try:
-        parse_many(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a rate limit such as '60/minute' or '5/second;100/hour', "
-                          f"not {raw!r}") from None
-    return raw
 
 
 def normalize_database_url(url: str) -> str:
@@ -121,34 +108,122 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The gateway's configuration; see the module docstring for the variables."""
+def _rate_limit(value: str) -> str:
+    from limits import parse_many
 
-    state_dir: Path
-    database_url: str
-    executor: str
-    cluster_profile: str
-    work_root: Path
-    poll_interval_seconds: float = 2.0
-    missing_grace_seconds: float = 300.0
-    results_max_wait_seconds: float = 300.0
-    queue_check_ttl_seconds: float = 10.0
-    max_body_bytes: int = 2 * 1024 * 1024
-    log_level: str = "INFO"
-    tiers_file: Path = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
-    ssh_host: str = ""
-    ssh_port: int = 22
-    ssh_user: str = ""
-    ssh_key: Path | None = None
-    ssh_known_hosts: Path | None = None
-    slurm_account: str = ""
-    max_waiting_requests: int = 16
-    ratelimit_enabled: bool = True
-    ratelimit_storage_uri: str = "memory://"
-    ratelimit_key_prefix: str = "qcos"
-    anon_rate_limit: str = "60/minute"
-    trusted_proxies: int = 0
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError("must be a rate limit such as '60/minute' or '5/second;100/hour'") from None
+    return value
+
+
+def _resolved(path: Path) -> Path:
+    return path.resolve()
+
+
+#: The mapping :meth:`Settings.from_env` reads instead of ``os.environ``, while it runs.
+_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("qcos_settings_environment", default=None)
+
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], mapping: Mapping[str, str]) -> None:
+        self._mapping = mapping
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name: value for name, value in self._mapping.items() if not (self.env_ignore_empty and value == "")}
+
+
+def _env(name: str) -> str:
+    return "QCOS_" + name
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration; see the module docstring for the variables.
+
+    Immutable; ``settings.model_copy(update={...})`` makes a changed copy
+    (not validated: for tests).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True,
+                                      str_strip_whitespace=True, populate_by_name=True)
+
+    state_dir: Annotated[Path, AfterValidator(_resolved)] = Field(
+        default_factory=lambda: REPO_ROOT / "var", validation_alias=_env("STATE_DIR"))
+    database_url: Annotated[str, AfterValidator(normalize_database_url)] = Field(
+        default_factory=lambda data: f"sqlite:///{data['state_dir'] / 'qcos.db'}", validation_alias=_env("DATABASE_URL"))
+    executor: Literal["local", "slurm"] = Field("local", validation_alias=_env("EXECUTOR"))
+    cluster_profile: str = Field("dev", validation_alias=_env("CLUSTER_PROFILE"))
+    ssh_host: str = Field("", validation_alias=_env("SSH_HOST"))
+    ssh_port: int = Field(22, ge=1, le=65535, validation_alias=_env("SSH_PORT"))
+    ssh_user: str = Field("", validation_alias=_env("SSH_USER"))
+    ssh_key: Path | None = Field(None, validation_alias=_env("SSH_KEY"))
+    ssh_known_hosts: Path | None = Field(None, validation_alias=_env("SSH_KNOWN_HOSTS"))
+    #: Over SSH a path on the cluster, taken as given; otherwise resolved here.
+    work_root: Path = Field(default_factory=lambda data: data["state_dir"] / "jobs",
+                            validation_alias=_env("WORK_ROOT"))
+    poll_interval_seconds: float = Field(2.0, ge=0.05, validation_alias=_env("POLL_INTERVAL"))
+    missing_grace_seconds: float = Field(300.0, ge=0, validation_alias=_env("MISSING_GRACE"))
+    results_max_wait_seconds: float = Field(300.0, ge=0, validation_alias=_env("RESULTS_MAX_WAIT"))
+    queue_check_ttl_seconds: float = Field(10.0, ge=0, validation_alias=_env("QUEUE_CHECK_TTL"))
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+    log_level: Annotated[str, AfterValidator(str.upper)] = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    tiers_file: Annotated[Path, AfterValidator(_resolved)] = Field(
+        REPO_ROOT / "deploy" / "tiers.toml", validation_alias=_env("TIERS_FILE"))
+    slurm_account: str = Field("", validation_alias=_env("SLURM_ACCOUNT"))
+    max_waiting_requests: int = Field(16, ge=1, validation_alias=_env("MAX_WAITING_REQUESTS"))
+    ratelimit_enabled: bool = Field(True, validation_alias=_env("RATELIMIT_ENABLED"))
+    ratelimit_storage_uri: str = Field("memory://", validation_alias=_env("RATELIMIT_STORAGE_URI"))
+    ratelimit_key_prefix: str = Field("qcos", validation_alias=_env("RATELIMIT_KEY_PREFIX"))
+    anon_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "60/minute", validation_alias=_env("ANON_RATE_LIMIT"))
+    trusted_proxies: int = Field(0, ge=0, validation_alias=_env("TRUSTED_PROXIES"))
+    bind: str = Field("127.0.0.1:8000", validation_alias=_env("BIND"))
+    workers: int = Field(default_factory=lambda: min(4, multiprocessing.cpu_count()), ge=1,
+                         validation_alias=_env("WORKERS"))
+    threads: int = Field(32, ge=1, validation_alias=_env("THREADS"))
+    db_pool_size: int = Field(5, ge=1, validation_alias=_env("DB_POOL_SIZE"))
+    db_max_overflow: int = Field(0, ge=0, validation_alias=_env("DB_MAX_OVERFLOW"))
+    db_pool_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("DB_POOL_TIMEOUT"))
+    gateway_instances: int = Field(1, ge=1, validation_alias=_env("GATEWAY_INSTANCES"))
+    auth_cache_seconds: float = Field(5.0, ge=0, validation_alias=_env("AUTH_CACHE_TTL"))
+    final_job_cache_mb: float = Field(16.0, ge=0, validation_alias=_env("FINAL_JOB_CACHE_MB"))
+    db_ping_ttl_seconds: float = Field(1.0, ge=0, validation_alias=_env("DB_PING_TTL"))
+    bench_endpoint: bool = Field(False, validation_alias=_env("BENCH_ENDPOINT"))
+
+    @field_validator("work_root")
+    @classmethod
+    def _work_root(cls, value: Path, info: ValidationInfo) -> Path:
+        if info.data.get("ssh_host"):
+            if not value.is_absolute():
+                raise ValueError("must be an absolute path on the cluster")
+            return value
+        return value.resolve()
+
+    @model_validator(mode="after")
+    def _ssh_needs_slurm_and_credentials(self) -> "Settings":
+        if self.ssh_host:
+            given = {"QCOS_SSH_USER": self.ssh_user, "QCOS_SSH_KEY": self.ssh_key,
+                     "QCOS_SSH_KNOWN_HOSTS": self.ssh_known_hosts,
+                     "QCOS_WORK_ROOT": "work_root" in self.model_fields_set}
+            missing = [name for name, value in given.items() if not value]
+            if self.executor != "slurm" or missing:
+                raise ValueError("QCOS_SSH_HOST needs QCOS_EXECUTOR=slurm and "
+                                 + ", ".join(missing or ["QCOS_EXECUTOR=slurm"]))
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment (or :meth:`from_env`'s mapping); no .env or secret files."""
+        mapping = _ENVIRONMENT.get()
+        return init_settings, (env_settings if mapping is None else _MappingSource(settings_cls, mapping))
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -161,50 +236,34 @@ class Settings:
         """The local executor's registry folder."""
         return self.state_dir / "local-executor"
 
+    @property
+    def uses_postgresql(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Read ``QCOS_*`` variables; raises :class:`ConfigError` for a bad value."""
-        env = os.environ if env is None else env
-        state_dir = Path(env.get("QCOS_STATE_DIR") or REPO_ROOT / "var").resolve()
-        database_url = env.get("QCOS_DATABASE_URL") or f"sqlite:///{state_dir / 'qcos.db'}"
-        executor = env.get("QCOS_EXECUTOR", "local") or "local"
-        if executor not in ("local", "slurm"):
-            raise ConfigError(f"QCOS_EXECUTOR must be 'local' or 'slurm', not {executor!r}")
-        ssh_host = (env.get("QCOS_SSH_HOST") or "").strip()
-        ssh = {}
-        if ssh_host:
-            missing = [name for name in ("QCOS_SSH_USER", "QCOS_SSH_KEY", "QCOS_SSH_KNOWN_HOSTS", "QCOS_WORK_ROOT")
-                       if not env.get(name)]
-            if executor != "slurm" or missing:
-                raise ConfigError("QCOS_SSH_HOST needs QCOS_EXECUTOR=slurm and "
-                                  + ", ".join(missing or ["QCOS_EXECUTOR=slurm"]))
-            if not env["QCOS_WORK_ROOT"].startswith("/"):
-                raise ConfigError("QCOS_WORK_ROOT must be an absolute path on the cluster")
-            ssh = {"ssh_host": ssh_host, "ssh_port": _whole_number(env, "QCOS_SSH_PORT", 22),
-                   "ssh_user": env["QCOS_SSH_USER"], "ssh_key": Path(env["QCOS_SSH_KEY"]),
-                   "ssh_known_hosts": Path(env["QCOS_SSH_KNOWN_HOSTS"])}
-        # Over SSH the work root is a path on the cluster: never resolved here.
-        work_root = Path(env["QCOS_WORK_ROOT"]) if ssh_host else Path(
-            env.get("QCOS_WORK_ROOT") or state_dir / "jobs").resolve()
-        return cls(
-            state_dir=state_dir,
-            database_url=normalize_database_url(database_url),
-            executor=executor,
-            cluster_profile=env.get("QCOS_CLUSTER_PROFILE") or "dev",
-            work_root=work_root,
-            slurm_account=(env.get("QCOS_SLURM_ACCOUNT") or "").strip(),
-            max_waiting_requests=max(1, _whole_number(env, "QCOS_MAX_WAITING_REQUESTS", 16)),
-            **ssh,
-            poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 2.0, minimum=0.05),
-            missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),
-            results_max_wait_seconds=_number(env, "QCOS_RESULTS_MAX_WAIT", 300.0),
-            queue_check_ttl_seconds=_number(env, "QCOS_QUEUE_CHECK_TTL", 10.0),
-            max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
-            log_level=(env.get("QCOS_LOG_LEVEL") or "INFO").upper(),
-            ratelimit_enabled=_flag(env, "QCOS_RATELIMIT_ENABLED", True),
-            ratelimit_storage_uri=(env.get("QCOS_RATELIMIT_STORAGE_URI") or "memory://").strip(),
-            ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
-            anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
-            trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
-            **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
-        )
+        """Read the ``QCOS_*`` variables of ``env`` (default ``os.environ``).
+
+        Raises :class:`ConfigError` naming each bad variable and why.
+        """
+        token = _ENVIRONMENT.set(os.environ if env is None else env)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from None
+        finally:
+            _ENVIRONMENT.reset(token)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per problem: ``QCOS_NAME: what is wrong (got 'value')``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "default_factory_not_called":  # follows from another field's error
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        got = error.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str) and where else ""
+        problems.append(f"{where}: {message}{shown}" if where else message)
+    return "; ".join(problems)

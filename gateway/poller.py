@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from gateway.models import Job, utcnow
+from gateway.notify import notify_jobs_changed
 from gateway.runtime import Runtime
 from hpc_jobs.executors.base import ExecutorError
 from hpc_jobs.lifecycle import JobStatus
@@ -101,6 +102,7 @@ def _recover_or_fail_unsubmitted(runtime: Runtime, rows, now) -> None:
                     .values(status=JobStatus.FAILED.value, completed_at=now,
                             error="the job never reached the scheduler (the gateway stopped during submission)")
                 )
+                notify_jobs_changed(session, [row.id])
 
 
 def _apply(runtime: Runtime, change: JobUpdate, now) -> None:
@@ -127,6 +129,8 @@ def _apply(runtime: Runtime, change: JobUpdate, now) -> None:
         session.execute(
             update(Job).where(Job.id == change.job_id, Job.status == change.old_status.value).values(**values)
         )
+        if "status" in values:
+            notify_jobs_changed(session, [change.job_id])
 
 
 def _float_or_none(value) -> float | None:

@@ -173,7 +173,6 @@ def test_a_job_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm
     """The gateway stopped between sbatch and recording the Slurm id: the
     poller finds the batch job by its name (qcos-<job_id>) and adopts it."""
     import secrets
-    from dataclasses import replace
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -188,8 +187,8 @@ def test_a_job_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm
     from tests.helpers import drive_until_final
 
     upgrade_database(postgres_url)
-    settings = replace(Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
-                                          "QCOS_DATABASE_URL": postgres_url}), missing_grace_seconds=600)
+    settings = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
+                                  "QCOS_DATABASE_URL": postgres_url, "QCOS_MISSING_GRACE": "600"})
     runtime = create_app({"QCOS_SETTINGS": settings}).extensions["qcos"]
     user_id = make_user(runtime)[0]
     job_id = "lost-answer-" + secrets.token_hex(4)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app
-from sqlalchemy import text
 
 from gateway.errors import ServiceUnavailable
 from gateway.openapi import api_spec, responses
@@ -20,16 +19,14 @@ def health():
     ``queue_connected`` is a real scheduler check (``scontrol ping`` for
     Slurm), cached for ``QCOS_QUEUE_CHECK_TTL`` seconds. ``status`` is
     ``healthy`` when the scheduler answers and ``degraded`` when it does not;
-    an unreachable database is a 503.
+    an unreachable database is a 503 (a successful check is reused for
+    ``QCOS_DB_PING_TTL`` seconds, a failed one never).
     """
     from gateway import __version__
 
     runtime = current_app.extensions["qcos"]
-    try:
-        with runtime.db.session() as session:
-            session.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means "unreachable" here
-        raise ServiceUnavailable("The job database is unavailable") from None
+    if not runtime.db_check.reachable():
+        raise ServiceUnavailable("The job database is unavailable")
     connected = runtime.queue_check.connected()
     body = HealthResponse(status="healthy" if connected else "degraded", version=__version__, queue_connected=connected)
-    return body.model_dump()
+    return body

@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
+from sqlalchemy import Row
 from werkzeug.exceptions import HTTPException
 
 from gateway import jobs
@@ -21,6 +22,9 @@ from gateway.schemas import (
     JobListQuery,
     JobListResponse,
     JobSummary,
+    ResultCounts,
+    ResultsCompleted,
+    ResultsPending,
     ResultsQuery,
     ResultsResponse,
     StatusResponse,
@@ -89,7 +93,7 @@ def execute():
         raise InvalidRequest(_validation_detail(exc)) from None
     runtime = current_app.extensions["qcos"]
     if dry:
-        return DryRunResponse(**jobs.dry_run(runtime, g.user, body)).model_dump(), 200
+        return DryRunResponse(**jobs.dry_run(runtime, g.user, body)), 200
     submission = jobs.submit(runtime, g.user, body)
     job = submission.job
     device = runtime.profile.simulator.device
@@ -108,7 +112,9 @@ def execute():
     return answer.model_dump(), 201, {"Location": url_for("jobs.status", job_id=job.id)}
 
 
-def _status_body(job: Job) -> dict:
+def _status_body(job: Job | Row) -> StatusResponse:
+    # Views answer models, not dicts: spectree then serializes them with
+    # pydantic's own JSON encoder instead of walking every count of a result.
     return StatusResponse(
         job_id=job.id,
         status=job.status,
@@ -116,7 +122,7 @@ def _status_body(job: Job) -> dict:
         error=job.error,
         created_at=iso_utc(job.created_at),
         completed_at=iso_utc(job.completed_at),
-    ).model_dump(exclude_none=False)
+    )
 
 
 @blueprint.get("/status/<job_id>")
@@ -162,10 +168,10 @@ def results(job_id: str):
     else:
         job = jobs.get_job(runtime, g.user, job_id)
     if job.status == JobStatus.COMPLETED.value:
-        return {"job_id": job.id, "status": "completed", "result": {"counts": job.result["counts"]}}
+        return ResultsCompleted(job_id=job.id, status="completed", result=ResultCounts(counts=job.result["counts"]))
     if job.status == JobStatus.FAILED.value:
         raise JobFailed(f"Job {job.id} failed: {job.error}")
-    return {"job_id": job.id, "status": "pending", "message": "Job not yet completed"}
+    return ResultsPending(job_id=job.id, status="pending", message="Job not yet completed")
 
 
 @blueprint.delete("/jobs/<job_id>")

@@ -36,7 +36,6 @@ def test_completed_job_records_times_and_slurm_state(client, runtime, api_key):
 
 
 def test_a_row_that_never_reached_the_scheduler_fails_after_the_grace_period(client, runtime, api_key):
-    from dataclasses import replace
     from datetime import timedelta
 
     from gateway.models import utcnow
@@ -46,7 +45,7 @@ def test_a_row_that_never_reached_the_scheduler_fails_after_the_grace_period(cli
         session.add(Job(id="orphan", user_id=user_id, status="queued", qasm=BELL, shots=1, num_qubits=2,
                         request_hash="x", executor="local", cluster_profile="dev", work_dir="/nonexistent",
                         created_at=utcnow() - timedelta(seconds=120)))
-    runtime.settings = replace(runtime.settings, missing_grace_seconds=60)
+    runtime.settings = runtime.settings.model_copy(update={"missing_grace_seconds": 60})
     run_cycle(runtime)
     with runtime.db.session() as session:
         job = session.get(Job, "orphan")
