@@ -195,7 +195,7 @@ class ChangeListener:
     @property
     def listening(self) -> bool:
         """Connected and listening in this process now (cheap: read on every request)."""
-        return self._connected and self._pid == os.getpid()
+        return self._connected and self._pid == os.getpid() and not self._stop.is_set()
 
     def ensure_started(self) -> None:
         """Start the listener thread of this process unless it runs (after a fork: again)."""
