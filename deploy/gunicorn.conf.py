@@ -111,7 +111,8 @@ def _check_connection_budget(server, settings):
 
 def post_worker_init(worker):
     """Freeze the loaded app for the garbage collector; on SIGTERM, answer
-    waiting ``/results?wait=true`` requests before gunicorn's graceful stop."""
+    waiting ``/results?wait=true`` requests before gunicorn's graceful stop;
+    take one quick-stop signal only."""
     # The app and its libraries (Qiskit) are ~10^5 long-lived objects: a full
     # collection that scans them pauses every thread of the worker for ~0.1 s.
     # Frozen, they are never scanned again (they live as long as the worker).
@@ -126,9 +127,24 @@ def post_worker_init(worker):
     # As gunicorn's own handler: let SIGTERM not interrupt system calls of active requests.
     signal.siginterrupt(signal.SIGTERM, False)
 
+    # Ctrl-C sends SIGINT to the worker and the master sends SIGQUIT right
+    # after: gunicorn's handler, entered again while it shuts the thread pool
+    # down, deadlocks on the pool's lock until the master kills the worker.
+    quick_stop = signal.getsignal(signal.SIGQUIT)
+
+    def stop_now(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        quick_stop(signum, frame)
+
+    signal.signal(signal.SIGINT, stop_now)
+    signal.signal(signal.SIGQUIT, stop_now)
+
 
 def worker_int(worker):
-    """SIGINT/SIGQUIT (Ctrl-C, quick stop): answer waiting requests before the worker exits."""
+    """SIGINT/SIGQUIT (Ctrl-C, quick stop): answer waiting requests before the
+    worker exits; the interpreter then waits for the request threads, which
+    write their answers."""
     _release_waiters(worker)
 
 

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Database:
         self._sessions: sessionmaker[Session] | None = None
         self._reads: sessionmaker[Session] | None = None
         self._read_engine: Engine | None = None
+        #: Statements run by fetch_one, by id(statement): (statement, SQL text, literal parameters).
+        self._compiled: dict[int, tuple[Executable, str, dict]] = {}
         self._pid: int | None = None
         self._lock = threading.Lock()
 
@@ -66,26 +69,24 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        """This process's engine (created on first use after start or fork).
-
-        On PostgreSQL its connections are in autocommit: use :meth:`session`
-        or :meth:`transaction` for anything that must be atomic."""
+        """This process's engine (created on first use after start or fork)."""
         pid = os.getpid()
         if self._engine is not None and self._pid == pid:
             return self._engine
         with self._lock:
             if self._engine is not None and self._pid != pid:
-                self._engine.dispose(close=False)
+                self._read_engine.dispose(close=False)
                 self._engine = None
             if self._engine is None:
-                engine = self._create_engine()
-                # PostgreSQL connections are in autocommit unless a session asks for a
-                # transaction: a read is one SELECT, with no BEGIN and ROLLBACK round trips.
-                transactional = engine if self.is_sqlite else engine.execution_options(
-                    isolation_level="READ COMMITTED")
-                self._sessions = sessionmaker(transactional, expire_on_commit=False)
-                self._reads = sessionmaker(engine, expire_on_commit=False)
-                self._engine, self._read_engine, self._pid = engine, engine, pid
+                reads = self._create_engine()
+                # PostgreSQL connections rest in autocommit, so a hot read is one SELECT (no
+                # BEGIN/ROLLBACK, no isolation switch at checkout); everything else uses the
+                # engine below, which puts a connection in READ COMMITTED transactions while
+                # it holds it: db.engine.begin(), sessions and transactions behave as usual.
+                engine = reads if self.is_sqlite else reads.execution_options(isolation_level="READ COMMITTED")
+                self._sessions = sessionmaker(engine, expire_on_commit=False)
+                self._reads = sessionmaker(reads, expire_on_commit=False)
+                self._engine, self._read_engine, self._pid = engine, reads, pid
         return self._engine
 
     def _create_engine(self) -> Engine:
@@ -104,11 +105,10 @@ class Database:
             return engine
         return create_engine(self.url, pool_size=self.pool_size, max_overflow=self.max_overflow,
                              pool_timeout=self.pool_timeout, pool_recycle=POOL_RECYCLE_SECONDS,
-                             pool_pre_ping=False, pool_use_lifo=True,
-                             isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+                             pool_pre_ping=False, pool_use_lifo=True, isolation_level="AUTOCOMMIT")
 
     def session(self) -> Session:
-        """A new session in READ COMMITTED transactions; use ``with db.session() as s, s.begin(): ...``."""
+        """A new session; use ``with db.session() as s, s.begin(): ...``."""
         self.engine
         assert self._sessions is not None
         return self._sessions()
@@ -131,6 +131,45 @@ class Database:
         with self._read_engine.connect() as connection:
             yield connection
 
+    def fetch_one(self, statement: Executable, params: dict) -> tuple | None:
+        """The first row of a SELECT as a plain tuple, or ``None``: the leanest
+        read, for the hot paths (``/status``, ``/user/me``).
+
+        On PostgreSQL the statement is compiled once (keep it a module-level
+        constant with ``bindparam`` parameters) and its SQL runs straight on
+        the pooled psycopg connection, without SQLAlchemy's result machinery
+        (half the CPU of a Core query): values are psycopg's own (``json`` →
+        ``dict``, ``timestamptz`` → aware ``datetime``). Errors are raised as
+        SQLAlchemy's (``OperationalError``…), and a lost connection
+        invalidates the pool as SQLAlchemy would. On SQLite: a Core query.
+        """
+        if not self.is_postgresql:
+            with self.read() as connection:
+                row = connection.execute(statement, params).first()
+            return None if row is None else tuple(row)
+        compiled = self._compiled.get(id(statement))
+        if compiled is None or compiled[0] is not statement:
+            sql_compiled = statement.compile(dialect=self.engine.dialect)
+            # Literals in the statement (coalesce(..., 0)) are parameters too: keep their values.
+            literals = {name: bind.effective_value for name, bind in sql_compiled.binds.items() if not bind.required}
+            compiled = (statement, sql_compiled.string, literals)
+            self._compiled[id(statement)] = compiled
+        _, sql, defaults = compiled
+        params = {**defaults, **params}
+        with self.read() as connection:
+            dbapi_connection = connection.connection.dbapi_connection
+            try:
+                return dbapi_connection.execute(sql, params).fetchone()
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                disconnected = self.engine.dialect.is_disconnect(exc, dbapi_connection, None)
+                if disconnected:
+                    connection.invalidate(exc)
+                    # Every pooled connection predates the outage: replace the pool, as SQLAlchemy does.
+                    self._read_engine.dispose(close=False)
+                raise sa_exc.DBAPIError.instance(sql, params, exc, self.engine.dialect.loaded_dbapi.Error,
+                                                 connection_invalidated=disconnected,
+                                                 dialect=self.engine.dialect) from exc
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
@@ -139,9 +178,9 @@ class Database:
 
     def dispose(self) -> None:
         """Close this process's pooled connections."""
-        if self._engine is not None and self._pid == os.getpid():
-            self._engine.dispose()
-        self._engine = None
+        if self._read_engine is not None and self._pid == os.getpid():
+            self._read_engine.dispose()
+        self._engine = self._read_engine = None
 
 
 @dataclass(frozen=True)

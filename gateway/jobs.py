@@ -27,8 +27,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
@@ -197,17 +198,32 @@ def _existing_for_retry(runtime: Runtime, user: User, job_id: str, fingerprint: 
     raise JobIdConflict(f"job_id {job_id} is already in use by a different job; choose another job_id")
 
 
-def get_job(runtime: Runtime, user: User, job_id: str) -> Row:
-    """The caller's job ``job_id`` as a read-only row of what the API shows:
-    ``id``, ``user_id``, ``status``, ``result``, ``error``, ``created_at``,
-    ``completed_at`` (attributes named as on :class:`Job`; not an ORM
-    instance: one Core query, the hot path of ``/status`` and ``/results``;
-    none for a final job read before, see :mod:`gateway.jobcache`).
-    :class:`JobNotFound` for a missing job or another user's."""
+class JobView(NamedTuple):
+    """What the API shows of a job, read-only (attributes named as on :class:`Job`)."""
+
+    id: str
+    user_id: str
+    status: str
+    result: dict | None
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+#: The columns of :class:`JobView`, in its order.
+_JOB_VIEW = select(Job.id, Job.user_id, Job.status, Job.result, Job.error, Job.created_at, Job.completed_at).where(
+    Job.id == bindparam("job_id"))
+
+
+def get_job(runtime: Runtime, user: User, job_id: str) -> JobView:
+    """The caller's job ``job_id`` as a :class:`JobView` (not an ORM instance:
+    one lean query, the hot path of ``/status`` and ``/results``; none for a
+    final job read before, see :mod:`gateway.jobcache`). :class:`JobNotFound`
+    for a missing job or another user's."""
     job = runtime.final_jobs.get(job_id)
     if job is None:
-        with runtime.db.read() as connection:
-            job = connection.execute(_JOB_OF_USER, {"job_id": job_id}).first()
+        row = runtime.db.fetch_one(_JOB_VIEW, {"job_id": job_id})
+        job = None if row is None else JobView(*row)
         if job is not None and JobStatus(job.status).is_final:
             runtime.final_jobs.put(job)
     if job is None or job.user_id != user.id:
@@ -215,12 +231,7 @@ def get_job(runtime: Runtime, user: User, job_id: str) -> Row:
     return job
 
 
-#: What the API shows of a job: fewer columns, less to decode per request.
-_JOB_OF_USER = select(Job.id, Job.user_id, Job.status, Job.result, Job.error, Job.created_at, Job.completed_at).where(
-    Job.id == bindparam("job_id"))
-
-
-def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) -> Row:
+def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) -> JobView:
     """The job once it is final, or as it is after ``timeout`` seconds, or at
     once when the process is shutting down.
 
@@ -318,8 +329,6 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
     ``slurm_test_only``. Raises what :func:`plan_job` raises; the daily limit
     is not consumed.
     """
-    import dataclasses
-
     from hpc_jobs.rendering import render_sbatch
 
     plan = plan_job(runtime, user, request)
@@ -342,7 +351,7 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
     return {
         "dry_run": True, "job_id": job_id, "num_qubits": plan.num_qubits, "shots": request.shots,
         "estimated_time_seconds": _clamp_seconds(plan.resources.estimated_runtime_seconds),
-        "sbatch_script": script, "slurm_test_only": test_only, "resources": dataclasses.asdict(plan.resources),
+        "sbatch_script": script, "slurm_test_only": test_only, "resources": dict(vars(plan.resources)),
     }
 
 

@@ -269,10 +269,19 @@ def main(argv: list[str] | None = None) -> int:
             return result
 
         with gunicorn(env, tmp / "gunicorn.log") as master:
-            for _, method, path, *_ in [TRIVIAL, *routes]:
-                load(method, path, 2)  # warm-up: imports, pools, caches
+            # Warm-up until no worker grows any more (threads started, pools and caches
+            # filled): gunicorn does not spread requests evenly, so one round may leave
+            # a worker cold.
             workers = worker_pids(master.pid)
-            rss_before = {pid: rss_mib(pid) for pid in workers}
+            rss_before = {pid: 0.0 for pid in workers}
+            for _ in range(6):
+                for _, method, path, *_ in [TRIVIAL, *routes]:
+                    load(method, path, 2)
+                rss_now = {pid: rss_mib(pid) for pid in workers}
+                settled = all(rss_now[pid] <= rss_before[pid] * 1.01 for pid in workers)
+                rss_before = rss_now
+                if settled:
+                    break
             served = 0
             measured = []
             for label, method, path, target in routes:

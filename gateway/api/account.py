@@ -49,8 +49,7 @@ def me():
     runtime = current_app.extensions["qcos"]
     user = g.user
     tier = tier_of(runtime.tiers, user.tier)
-    with runtime.db.read() as connection:
-        today, total = connection.execute(_JOB_COUNTS, {"user_id": user.id, "day": utc_day(utcnow())}).one()
+    today, total = runtime.db.fetch_one(_JOB_COUNTS, {"user_id": user.id, "day": utc_day(utcnow())})
     return UserResponse(
         user_id=user.id, email=user.email, tier=tier.name, daily_job_limit=tier.daily_job_limit,
         max_qubits=tier.max_qubits, max_shots=tier.max_shots, jobs_today=today, jobs_total=total,

@@ -6,7 +6,6 @@ import json
 
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
-from sqlalchemy import Row
 from werkzeug.exceptions import HTTPException
 
 from gateway import jobs
@@ -112,7 +111,7 @@ def execute():
     return answer.model_dump(), 201, {"Location": url_for("jobs.status", job_id=job.id)}
 
 
-def _status_body(job: Job | Row) -> StatusResponse:
+def _status_body(job: Job | jobs.JobView) -> StatusResponse:
     # Views answer models, not dicts: spectree then serializes them with
     # pydantic's own JSON encoder instead of walking every count of a result.
     return StatusResponse(
