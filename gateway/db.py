@@ -16,11 +16,15 @@ one statement that finds it, that error invalidates every connection of the
 pool opened before it (SQLAlchemy's disconnect handling), and the next
 checkout connects afresh; ``pool_recycle`` replaces connections older than
 an hour. See :func:`connection_budget` for how many connections a site needs.
+
+PostgreSQL connections rest in autocommit: the hot reads (:meth:`Database.read`,
+:meth:`Database.fetch_one`, :meth:`Database.read_session`) are one round trip
+per SELECT. :attr:`Database.engine` and the sessions put a connection in READ
+COMMITTED transactions for as long as they hold it, as any SQLAlchemy engine.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -30,8 +34,6 @@ from typing import Iterator
 from sqlalchemy import Connection, Engine, Executable, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
-
-log = logging.getLogger(__name__)
 
 #: Seconds after which a pooled connection is replaced at its next checkout.
 POOL_RECYCLE_SECONDS = 3600
