@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint slurm-up slurm-down bench clean
+.PHONY: install run test sdk-test lint slurm-up slurm-down bench clean
 
 install: $(STAMP)
 
@@ -19,11 +19,17 @@ run: install
 
 # Brings the local Slurm cluster up first when this machine can run it (root,
 # Debian's slurm packages installed); without it the Slurm tests skip, except
-# under CI=true, where they fail.
+# under CI=true, where they fail. Ends with the SDKs' tests (sdk-test).
 test: install
 	@if [ "$$(id -u)" = 0 ] && command -v slurmctld >/dev/null; then deploy/slurm/slurm-up.sh; \
 	else echo "make test: no local Slurm cluster (needs root and slurm-wlm); Slurm tests will skip"; fi
 	$(BIN)/pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m tests.sdk_suites
+
+# Every SDK's own tests (sdk/js, sdk/go, sdk/rust, sdk/python) against a
+# gateway started for them; SDKS="go rust" runs only those.
+sdk-test: install
+	$(BIN)/python -m tests.sdk_suites $(SDKS)
 
 lint: install
 	$(BIN)/ruff check gateway hpc_jobs tests deploy
@@ -36,6 +42,7 @@ slurm-down:
 
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench_http --submit $(BENCH_HTTP_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

@@ -21,12 +21,32 @@ and logs a warning when it does not fit.
 Stopping (SIGTERM, or SIGINT/Ctrl-C): every worker first answers the
 requests waiting in ``/results?wait=true`` with their job's current state,
 then finishes its other requests; ``graceful_timeout`` bounds that.
+
+Metrics: every worker writes its Prometheus values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them. The variable must
+be set before prometheus_client is first imported, so it is set here, in the
+master, before the application loads: to the operator's directory (shared
+with a poller on this host; emptied by whoever starts both, see
+``deploy/run-local.sh``) or else to a fresh private one, removed at exit.
+The access log is the application's (one line per request, with its request
+id); gunicorn's own is off. ``QCOS_LOG_FORMAT=json`` makes gunicorn's error
+log JSON lines too.
 """
 
 import gc
+import os
+import shutil
 import signal
+import tempfile
 
-from gateway.config import Settings
+_private_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _private_metrics_dir = tempfile.mkdtemp(prefix="qcos-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from gateway.config import Settings  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
+from gateway.logs import gunicorn_logconfig  # noqa: E402
 
 _settings = Settings.from_env()
 # Counters in process memory: only one process may count (see the docstring).
@@ -45,8 +65,15 @@ timeout = 60
 # Waiting clients are answered at once on stop; this only bounds slow requests
 # (a submission over SSH) before gunicorn would kill the worker.
 graceful_timeout = 10
-accesslog = "-"
+# Idle keep-alive connections stay open longer than clients keep theirs (Node's
+# fetch 4 s, httpx 5 s, Go 90 s is capped by the server): with gunicorn's 2 s
+# default the server closed connections just as clients reused them, and a
+# request failed with "fetch failed" / "Server disconnected". gthread parks
+# idle connections in its poller, so they cost no thread.
+keepalive = 75
+accesslog = None
 errorlog = "-"
+logconfig_dict = gunicorn_logconfig(_settings.log_format) or {}
 
 
 def on_starting(server):
@@ -55,8 +82,7 @@ def on_starting(server):
     from gateway.migrations import upgrade_database
 
     settings = _settings
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.work_root.mkdir(parents=True, exist_ok=True)
+    settings.prepare_dirs()
     upgrade_database(settings.database_url)
     if settings.uses_postgresql:
         _check_connection_budget(server, settings)
@@ -152,3 +178,14 @@ def _release_waiters(worker):
     runtime = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("qcos")
     if runtime is not None:
         runtime.stop_waiting()
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its counters stay summed)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the private metrics directory made at start (not an operator's)."""
+    if _private_metrics_dir:
+        shutil.rmtree(_private_metrics_dir, ignore_errors=True)

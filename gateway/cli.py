@@ -8,13 +8,14 @@
     qcos users ensure-demo
     qcos keys issue USER [--admin] | list USER | revoke KEY_ID
     qcos admin queue | cluster | cancel JOB_ID
+    qcos admin usage-export [--month YYYY-MM] > usage.csv
     qcos sbatch --dry-run FILE [--shots N]
-    qcos poller [--once]
+    qcos poller [--once]        the dispatcher and the poller, in one process
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 from contextlib import contextmanager
 
@@ -31,8 +32,7 @@ def _settings() -> Settings:
 
 
 def _prepare_state(settings: Settings) -> None:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    settings.work_root.mkdir(parents=True, exist_ok=True)
+    settings.prepare_dirs()
 
 
 def _tiers(settings: Settings):
@@ -220,7 +220,7 @@ def _runtime():
 
 @main.group()
 def admin() -> None:
-    """The scheduler's queue and cluster, and cancelling any job."""
+    """The scheduler's queue and cluster, cancelling any job, usage export."""
 
 
 @admin.command("queue")
@@ -233,10 +233,15 @@ def admin_queue() -> None:
         entries = live_queue(_runtime())
     except ExecutorError as exc:
         raise click.ClickException(f"the scheduler did not answer: {exc}") from None
-    click.echo(f"{'SLURM_ID':<12} {'JOB_ID':<38} {'USER':<18} {'PARTITION':<12} {'STATE':<11} {'ELAPSED':>8}  REASON")
+    click.echo(f"{'SLURM_ID':<12} {'PACK':<22} {'JOBS':>5} {'USERS':<24} {'PARTITION':<12} {'STATE':<11} "
+               f"{'ELAPSED':>8}  REASON")
     for e in entries:
-        click.echo(f"{e.slurm_job_id:<12} {e.job_id or '-':<38} {e.user_id or '-':<18} {e.partition:<12} "
-                   f"{e.state:<11} {e.elapsed_seconds if e.elapsed_seconds is not None else '-':>8}  {e.reason or ''}")
+        users = ",".join(e.user_ids) or "-"
+        click.echo(f"{e.slurm_job_id:<12} {e.pack_id or '-':<22} {len(e.job_ids):>5} {users[:24]:<24} "
+                   f"{e.partition:<12} {e.state:<11} {e.elapsed_seconds if e.elapsed_seconds is not None else '-':>8}"
+                   f"  {e.reason or ''}")
+        for job_id in e.job_ids:
+            click.echo(f"{'':<12} └ {job_id}")
 
 
 @admin.command("cluster")
@@ -266,6 +271,43 @@ def admin_cancel(job_id: str) -> None:
     except JobNotFound:
         raise click.ClickException(f"no job {job_id}") from None
     click.echo(f"{job.id}: {job.status}" + (f" ({job.error})" if job.error else ""))
+
+
+@admin.command("usage-export")
+@click.option("--month", help="UTC month as YYYY-MM (default: the current month)")
+def admin_usage_export(month: str | None) -> None:
+    """Usage per user in MONTH as CSV on stdout, as GET /user/usage counts it.
+
+    One row per user (zeros for users without completed jobs that month):
+    month, user_id, email, tier, active, jobs_executed, total_shots,
+    total_qubits_hours.
+    """
+    import csv
+
+    from gateway.accounts import list_users
+    from gateway.models import utcnow
+    from gateway.usage import MonthlyUsage, PeriodError, monthly_usage
+
+    month = month or utcnow().strftime("%Y-%m")
+    try:
+        with _transaction() as session:
+            usage = monthly_usage(session, month)
+            users = list_users(session)
+    except PeriodError as exc:
+        raise click.ClickException(str(exc)) from None
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["month", "user_id", "email", "tier", "active", "jobs_executed", "total_shots",
+                     "total_qubits_hours"])
+    for user in users:
+        used = usage.get(user.id) or MonthlyUsage(user.id, month)
+        writer.writerow([month, user.id, _spreadsheet_safe(user.email), user.tier, str(user.is_active).lower(),
+                         used.jobs_executed, used.total_shots, f"{used.total_qubits_hours:.6f}"])
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP "CSV injection"):
+    text starting with = + - @ or a tab gets a leading apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @main.command("sbatch")
@@ -301,19 +343,43 @@ def sbatch(dry: bool, shots: int, qasm_file) -> None:
 @main.command("poller")
 @click.option("--once", is_flag=True, help="run a single cycle and exit")
 def poller(once: bool) -> None:
-    """Turn Slurm (or local) job states into job statuses, until stopped."""
-    from gateway.poller import run_cycle, run_forever
+    """Dispatch waiting jobs in packs and turn Slurm (or local) states and the
+    packs' progress into job statuses, until stopped."""
+    from gateway.poller import run_forever, service_cycle
     from gateway.runtime import Runtime
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _serve_process_logs_and_metrics(settings)
     _prepare_state(settings)
     runtime = Runtime.from_settings(settings)
     if once:
-        updates = run_cycle(runtime)
-        click.echo(f"{len(updates)} live jobs checked")
+        report = service_cycle(runtime)
+        click.echo(f"{report.finished_jobs} jobs finished, {len(report.ended_packs)} packs ended")
         return
-    run_forever(runtime)
+    try:
+        run_forever(runtime)
+    finally:
+        _forget_live_gauges()
+
+
+def _serve_process_logs_and_metrics(settings: Settings) -> None:
+    """Logs in ``QCOS_LOG_FORMAT``; metrics into ``PROMETHEUS_MULTIPROC_DIR``
+    when set (a gateway on this host serves them at ``/metrics``)."""
+    from gateway.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    from gateway import metrics
+
+    metrics.instrument_database_pools()
+
+
+def _forget_live_gauges() -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def run() -> None:

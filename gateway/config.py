@@ -7,7 +7,7 @@ variable counts as unset.
 =============================== ============================================
 ``QCOS_STATE_DIR``              folder for the SQLite file, work dirs and the
                                 local executor (default: ``var/`` in the
-                                checkout)
+                                checkout); made mode 0700 at start
 ``QCOS_DATABASE_URL``           SQLAlchemy URL; ``postgresql://…`` uses
                                 psycopg 3 (default: SQLite in the state dir)
 ``QCOS_EXECUTOR``               ``local`` (default) or ``slurm``
@@ -16,14 +16,13 @@ variable counts as unset.
 ``QCOS_WORK_ROOT``              where job work dirs go; must be visible to the
                                 compute nodes for ``slurm`` (default
                                 ``$QCOS_STATE_DIR/jobs``)
-``QCOS_POLL_INTERVAL``          seconds between poller cycles (default 2)
+``QCOS_POLL_INTERVAL``          seconds between scheduler observations (default 5)
 ``QCOS_MISSING_GRACE``          seconds a job may be absent from squeue and
                                 sacct before it fails (default 300)
 ``QCOS_RESULTS_MAX_WAIT``       upper bound of ``/results?timeout=`` (300)
 ``QCOS_MAX_WAITING_REQUESTS``   requests per process that may block in
                                 ``/results?wait=true`` at once (16); more are
                                 answered without waiting
-``QCOS_QUEUE_CHECK_TTL``        seconds ``queue_connected`` is cached (10)
 ``QCOS_MAX_BODY_BYTES``         largest request body accepted (2 MiB)
 ``QCOS_SLURM_ACCOUNT``          ``--account`` for every job, overriding the
                                 profile's (LUMI: ``project_<id>``)
@@ -33,6 +32,27 @@ variable counts as unset.
 ``QCOS_SSH_PORT``, ``QCOS_SSH_USER``, ``QCOS_SSH_KEY``, ``QCOS_SSH_KNOWN_HOSTS``
                                 port (22), user, private key file and the
                                 known_hosts file the host key must be in
+``QCOS_PACK_MAX_JOBS``         jobs per pack (250); ``QCOS_PACK_MAX_SECONDS``
+                                estimated seconds of work per pack (900)
+``QCOS_PACK_MAX_STATE_BYTES``   largest state of a job that may share a pack
+                                (1 GiB); ``QCOS_PACK_MAX_JOB_SECONDS`` its
+                                largest runtime estimate (120)
+``QCOS_PACK_LINGER``            seconds without a new job from its users
+                                before a pack that is not full is
+                                submitted (0.5);
+                                ``QCOS_PACK_MAX_LINGER`` the most a job waits
+                                for its pack to fill (10)
+``QCOS_MAX_LIVE_SLURM_JOBS``    Slurm jobs the service account holds at once (8)
+``QCOS_DISPATCH_INTERVAL``      seconds between dispatcher cycles (0.25)
+``QCOS_SUBMIT_RECOVERY``        seconds before a pack whose sbatch answer was
+                                lost is looked up by name (15)
+``QCOS_UNKNOWN_STATE_GRACE``    seconds a pack may stay in a Slurm state the
+                                lifecycle table does not know (600)
+``QCOS_BATCH_MAX_CIRCUITS``     circuits per ``POST /batches`` (1000);
+                                ``QCOS_MAX_BATCH_BODY_BYTES`` its body (32 MiB);
+                                ``QCOS_BATCH_VALIDATION_UNITS`` the validation
+                                cost its circuits may use together (1,500,000:
+                                ten times one circuit's bound)
 ``QCOS_LOG_LEVEL``              ``INFO`` by default
 ``QCOS_TIERS_FILE``             tiers, quotas and rate limits (default
                                 ``deploy/tiers.toml``)
@@ -74,6 +94,29 @@ variable counts as unset.
                                 ``GET /`` is reused (1; 0: check every time)
 ``QCOS_BENCH_ENDPOINT``         ``true`` adds ``GET /bench/trivial``, the
                                 baseline of ``tests.bench_http`` (false)
+``QCOS_CORS_ORIGINS``           origins (``https://app.example.org``,
+                                comma- or space-separated, or ``*``) whose
+                                browser pages may call the API; default none:
+                                no CORS headers, ``OPTIONS`` answers 204 with
+                                ``Allow`` only
+``QCOS_PUBLIC_URL``             the gateway's address as clients reach it,
+                                ``http(s)://host[:port][/path]``, e.g.
+                                ``https://qcos.example.org``: the ``servers``
+                                entry of ``/openapi.json`` (default: none, so
+                                clients use the address they fetched the
+                                document from)
+``QCOS_LOG_FORMAT``             ``text`` (default) or ``json``: one JSON
+                                object per log line (:mod:`gateway.logs`)
+``QCOS_METRICS_TOKEN``          when set, ``GET /metrics`` needs
+                                ``Authorization: Bearer <token>``
+``QCOS_METRICS_ALLOWED_NETWORKS`` comma-separated addresses or networks
+                                (``10.0.0.0/8,127.0.0.1``) that may read
+                                ``/metrics``; empty: any
+``QCOS_SECRET_KEY``             signs the admin page's session cookie; the
+                                same on every gateway host (default: a
+                                random key kept in ``$QCOS_STATE_DIR/secret_key``)
+``QCOS_ADMIN_COOKIE_SECURE``    ``true`` (default): the admin session cookie
+                                is sent over HTTPS only (and to localhost)
 =============================== ============================================
 
 Adding a setting: one field with ``validation_alias="QCOS_<NAME>"`` and the
@@ -85,12 +128,21 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
 
-from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: The checkout: the default state dir is its ``var/``, wherever ``qcos`` runs from.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +150,69 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class ConfigError(ValueError):
     """An environment variable holds a value the gateway cannot use."""
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+
+
+def _words(value: object) -> object:
+    """A comma- or space-separated variable as a tuple (a tuple passes as it is)."""
+    return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+
+def _origins(origins: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in origins:
+        # Exact origins only: Flask-CORS would read "(", "*", "$"... as a regular expression.
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"must list origins such as https://app.example.org:8443 (scheme, host, "
+                             f"optional port; no path) or '*', not {origin!r}")
+    if "*" in origins and len(origins) > 1:
+        raise ValueError("'*' allows every origin; list no others with it")
+    return origins
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (with missing parents) and make it mode 0700: readable
+    by the service user only, whatever the umask. Returns ``path``.
+    Raises ``OSError``."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def _public_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
+            or parts.query or parts.fragment or not raw.isascii() or any(c.isspace() for c in raw)):
+        raise ValueError("must be an http(s) URL such as https://qcos.example.org, without user, query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return raw.rstrip("/")
+
+
+def _networks(value: object) -> object:
+    import ipaddress
+
+    if not isinstance(value, str):
+        return value
+    networks = []
+    for item in value.split(","):
+        if item.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def normalize_database_url(url: str) -> str:
@@ -165,10 +280,9 @@ class Settings(BaseSettings):
     #: Over SSH a path on the cluster, taken as given; otherwise resolved here.
     work_root: Path = Field(default_factory=lambda data: data["state_dir"] / "jobs",
                             validation_alias=_env("WORK_ROOT"))
-    poll_interval_seconds: float = Field(2.0, ge=0.05, validation_alias=_env("POLL_INTERVAL"))
+    poll_interval_seconds: float = Field(5.0, ge=0.05, validation_alias=_env("POLL_INTERVAL"))
     missing_grace_seconds: float = Field(300.0, ge=0, validation_alias=_env("MISSING_GRACE"))
     results_max_wait_seconds: float = Field(300.0, ge=0, validation_alias=_env("RESULTS_MAX_WAIT"))
-    queue_check_ttl_seconds: float = Field(10.0, ge=0, validation_alias=_env("QUEUE_CHECK_TTL"))
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
     log_level: Annotated[str, AfterValidator(str.upper)] = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     tiers_file: Annotated[Path, AfterValidator(_resolved)] = Field(
@@ -181,6 +295,30 @@ class Settings(BaseSettings):
     anon_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
         "60/minute", validation_alias=_env("ANON_RATE_LIMIT"))
     trusted_proxies: int = Field(0, ge=0, validation_alias=_env("TRUSTED_PROXIES"))
+    cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_words), AfterValidator(_origins)] = Field(
+        (), validation_alias=_env("CORS_ORIGINS"))
+    # The dispatcher and packs (gateway/dispatcher.py, hpc_jobs/packing.py).
+    pack_max_jobs: int = Field(250, ge=1, validation_alias=_env("PACK_MAX_JOBS"))
+    pack_max_seconds: int = Field(900, ge=1, validation_alias=_env("PACK_MAX_SECONDS"))
+    pack_max_state_bytes: int = Field(1 << 30, ge=0, validation_alias=_env("PACK_MAX_STATE_BYTES"))
+    pack_max_job_seconds: int = Field(120, ge=0, validation_alias=_env("PACK_MAX_JOB_SECONDS"))
+    pack_linger_seconds: float = Field(0.5, ge=0, validation_alias=_env("PACK_LINGER"))
+    pack_max_linger_seconds: float = Field(10.0, ge=0, validation_alias=_env("PACK_MAX_LINGER"))
+    max_live_slurm_jobs: int = Field(8, ge=1, validation_alias=_env("MAX_LIVE_SLURM_JOBS"))
+    dispatch_interval_seconds: float = Field(0.25, ge=0.01, validation_alias=_env("DISPATCH_INTERVAL"))
+    submit_recovery_seconds: float = Field(15.0, ge=0, validation_alias=_env("SUBMIT_RECOVERY"))
+    unknown_state_grace_seconds: float = Field(600.0, ge=0, validation_alias=_env("UNKNOWN_STATE_GRACE"))
+    batch_max_circuits: int = Field(1000, ge=1, validation_alias=_env("BATCH_MAX_CIRCUITS"))
+    max_batch_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BATCH_BODY_BYTES"))
+    batch_validation_units: int = Field(1_500_000, ge=1, validation_alias=_env("BATCH_VALIDATION_UNITS"))
+    public_url: Annotated[str, AfterValidator(_public_url)] = Field("", validation_alias=_env("PUBLIC_URL"))
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
+        "text", validation_alias=_env("LOG_FORMAT"))
+    metrics_token: str = Field("", validation_alias=_env("METRICS_TOKEN"))
+    metrics_allowed_networks: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = Field(
+        (), validation_alias=_env("METRICS_ALLOWED_NETWORKS"))
+    secret_key: str = Field("", validation_alias=_env("SECRET_KEY"))
+    admin_cookie_secure: bool = Field(True, validation_alias=_env("ADMIN_COOKIE_SECURE"))
     bind: str = Field("127.0.0.1:8000", validation_alias=_env("BIND"))
     workers: int = Field(default_factory=lambda: min(4, multiprocessing.cpu_count()), ge=1,
                          validation_alias=_env("WORKERS"))
@@ -193,6 +331,23 @@ class Settings(BaseSettings):
     final_job_cache_mb: float = Field(16.0, ge=0, validation_alias=_env("FINAL_JOB_CACHE_MB"))
     db_ping_ttl_seconds: float = Field(1.0, ge=0, validation_alias=_env("DB_PING_TTL"))
     bench_endpoint: bool = Field(False, validation_alias=_env("BENCH_ENDPOINT"))
+
+    @property
+    def pack_limits(self):
+        """The :class:`hpc_jobs.packing.PackLimits` these settings give."""
+        from hpc_jobs.packing import PackLimits
+
+        return PackLimits(max_jobs=self.pack_max_jobs, max_seconds=self.pack_max_seconds,
+                          max_state_bytes=self.pack_max_state_bytes, max_job_seconds=self.pack_max_job_seconds,
+                          linger_seconds=self.pack_linger_seconds, max_linger_seconds=self.pack_max_linger_seconds)
+
+    def prepare_dirs(self) -> None:
+        """Create the state dir (mode 0700, also when it exists) and a missing
+        local work root (mode 0700; an existing one is left as it is, each
+        job's work dir in it is 0700). Raises ``OSError``."""
+        make_private_dir(self.state_dir)
+        if not self.ssh_host:
+            self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @field_validator("work_root")
     @classmethod

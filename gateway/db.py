@@ -21,6 +21,9 @@ PostgreSQL connections rest in autocommit: the hot reads (:meth:`Database.read`,
 :meth:`Database.fetch_one`, :meth:`Database.read_session`) are one round trip
 per SELECT. :attr:`Database.engine` and the sessions put a connection in READ
 COMMITTED transactions for as long as they hold it, as any SQLAlchemy engine.
+A SQLite database file holds API key hashes and every job's circuit: it is
+created mode 0600 before SQLite opens it (SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode), whatever the umask.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import Connection, Engine, Executable, create_engine, event, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +96,7 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
+            make_sqlite_file_private(self.url)
             engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
 
             @event.listens_for(engine, "connect")
@@ -227,3 +231,24 @@ def server_connection_limits(engine: Engine) -> tuple[int, int]:
         )).all())
     reserved = int(rows.get("superuser_reserved_connections", 0)) + int(rows.get("reserved_connections", 0))
     return int(rows["max_connections"]), reserved
+
+
+def make_sqlite_file_private(url: str) -> None:
+    """For a ``sqlite:///PATH`` URL: create PATH mode 0600 if it is missing,
+    and set 0600 on it and on its journal files if they exist (an older
+    install's may be 0644). Other URLs, in-memory databases and missing
+    folders are left alone. Raises ``OSError`` for a file it may not change."""
+    if not url.startswith("sqlite"):
+        return
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except FileNotFoundError:
+        return  # no folder: SQLite reports it when it connects
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass

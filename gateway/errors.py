@@ -7,8 +7,8 @@ Every error answer has the reference's shape::
 The reference's codes (AUTH_REQUIRED, AUTH_INVALID, RATE_LIMITED,
 QUOTA_EXCEEDED, CIRCUIT_INVALID, JOB_NOT_FOUND, JOB_FAILED) are used where
 they apply; the codes the reference does not list (INVALID_REQUEST,
-JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE,
-UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR) are documented
+JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, FORBIDDEN, PAYLOAD_TOO_LARGE,
+UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR, BATCH_NOT_FOUND) are documented
 in the README.
 """
 
@@ -74,6 +74,14 @@ class AdminRequired(ApiError):
         super().__init__(detail)
 
 
+class Forbidden(ApiError):
+    """The caller may not use this endpoint from where it is (``/metrics``
+    outside ``QCOS_METRICS_ALLOWED_NETWORKS``)."""
+
+    status_code = 403
+    error_code = "FORBIDDEN"
+
+
 class QuotaExceeded(ApiError):
     """A job asks for more than the caller's tier allows (qubits, shots): 403."""
 
@@ -110,6 +118,14 @@ class JobNotFound(ApiError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Job {job_id} not found")
+
+
+class BatchNotFound(ApiError):
+    status_code = 404
+    error_code = "BATCH_NOT_FOUND"
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"Batch {batch_id} not found")
 
 
 class JobIdConflict(ApiError):

@@ -1,20 +1,17 @@
-"""Submitting jobs and reading them back: the gateway's job service.
+"""Accepting jobs and reading them back: the gateway's job service.
 
-Submission order, so a failure anywhere leaves nothing half-written:
+The submission path reads as a story, each step in one place:
 
-1. validate the circuit (nothing stored yet; a bad circuit is a 400) and
-   check it against the caller's tier (qubits, shots: 403 QUOTA_EXCEEDED);
-2. in one transaction, count the job against the daily limit (429
-   QUOTA_EXCEEDED, see :mod:`gateway.quotas`) and insert the job row (this
-   claims the job_id; a concurrent duplicate loses on the primary key and is
-   answered idempotently or with a 409);
-3. write the work dir and call sbatch;
-4. on a scheduler error, delete the row and the work dir, give the daily
-   job back and answer 503;
-   otherwise record the Slurm job id.
+1. **accept** (here): validate the circuit and size it (nothing stored yet;
+   a bad circuit is a 400), check it against the caller's tier (403), then
+   in one transaction count it against the daily limit (429, see
+   :mod:`gateway.quotas`) and insert the job row ``queued``. That is all a
+   request does: no scheduler call, no file written, so a scheduler that is
+   down or slow never refuses or delays a submission.
+2. **plan packs** and 3. **submit exactly once**: :mod:`gateway.dispatcher`.
+4. **observe** and 5. **ingest**: :mod:`gateway.poller`.
 
-A crash between 2 and 4 leaves a row without a Slurm job id; the poller
-fails it after the grace period with a reason that says so.
+A stored job is always dispatched: the row is the queue.
 """
 
 from __future__ import annotations
@@ -26,28 +23,28 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from typing import NamedTuple, Sequence
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.errors import CircuitInvalid, JobIdConflict, JobNotFound, ServiceUnavailable
-from gateway.models import Job, User, utcnow
+from gateway import estimates, metrics
+from gateway.errors import ApiError, BatchNotFound, CircuitInvalid, JobIdConflict, JobNotFound
+from gateway.models import Batch, Job, Pack, User, utcnow
 from gateway.notify import notify_jobs_changed
-from gateway.quotas import check_job_size, release_daily_job, reserve_daily_job, tier_of, utc_day
+from gateway.quotas import check_job_size, reserve_daily_jobs, tier_of
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
 from gateway.tiers import Tier
-from hpc_jobs.circuits import CircuitError, load_circuit, simulates_shot_by_shot, summarize
-from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.circuits import CircuitError, ValidationBudget, load_circuit, simulates_shot_by_shot, summarize
 from hpc_jobs.lifecycle import JobStatus
-from hpc_jobs.rendering import slurm_job_name
+from hpc_jobs.packing import PackState, dispatch_class, simulation_seconds
 from hpc_jobs.sizing import JobResources, SizingError, size_job
-from hpc_jobs.transports.base import TransportError
-from hpc_jobs.workdir import RunParameters
 
 log = logging.getLogger(__name__)
+
+_LIVE = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 
 
 def request_fingerprint(request: ExecuteRequest) -> str:
@@ -64,109 +61,25 @@ class Submission:
     created: bool
 
 
-def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
-    """Validate, store and submit one circuit. See the module docstring for the order.
-
-    Raises :class:`CircuitInvalid` (400), :class:`QuotaExceeded` (403, or
-    429 for the daily limit), :class:`JobIdConflict` (409) or
-    :class:`ServiceUnavailable` (503, nothing kept).
-    """
-    fingerprint = request_fingerprint(request)
-    if request.job_id is not None:
-        # A retry of a job that exists answers at once, even at the daily limit.
-        with runtime.db.session() as session:
-            existing = session.get(Job, request.job_id)
-        if existing is not None:
-            return Submission(_existing_for_retry(runtime, user, request.job_id, fingerprint), created=False)
-    plan = plan_job(runtime, user, request)
-    tier, resources = plan.tier, plan.resources
-    job_id = request.job_id or str(uuid.uuid4())
-    profile = runtime.profile
-    work_dir = runtime.work_dirs.path_for(job_id)
-    estimate = _clamp_seconds(resources.estimated_runtime_seconds)
-    job = Job(
-        id=job_id, user_id=user.id, status=JobStatus.QUEUED.value, qasm=request.qasm, shots=request.shots,
-        num_qubits=plan.num_qubits, request_hash=fingerprint, executor=runtime.executor.name,
-        cluster_profile=profile.name, work_dir=str(work_dir), estimated_time_seconds=estimate,
-        created_at=utcnow(),
-    )
-    try:
-        with runtime.db.transaction() as session:
-            reserve_daily_job(session, user_id=user.id, tier=tier, now=job.created_at)
-            session.add(job)
-    except IntegrityError:
-        return Submission(_existing_for_retry(runtime, user, job_id, fingerprint), created=False)
-
-    params = RunParameters(job_id=job_id, shots=request.shots, seed=secrets.randbelow(2**31),
-                           **resources.run_options())
-    try:
-        runtime.work_dirs.stage(job_id=job_id, qasm=request.qasm, params=params, profile=profile,
-                                resources=resources)
-        scheduler_job_id = runtime.executor.submit(work_dir, job_name=slurm_job_name(job_id))
-    except Exception as exc:
-        # Whatever went wrong, the job must not stay half-written.
-        log.error("submission of job %s failed: %s", job_id, exc)
-        try:
-            runtime.work_dirs.remove(work_dir)
-        except (OSError, TransportError) as cleanup:
-            log.warning("could not remove the work dir of job %s: %s", job_id, cleanup)
-        with runtime.db.transaction() as session:
-            session.execute(delete(Job).where(Job.id == job_id))
-            release_daily_job(session, user_id=user.id, day=utc_day(job.created_at))
-        if isinstance(exc, (ExecutorError, OSError, TransportError)):
-            raise ServiceUnavailable("The scheduler did not accept the job; nothing was stored. Retry later.") from None
-        raise
-
-    now = utcnow()
-    # The queue's own view: Slurm's expected start (squeue --start), when it has one yet.
-    wait = _expected_wait_seconds(runtime, scheduler_job_id)
-    if wait:
-        job.estimated_time_seconds = _clamp_seconds(wait + resources.estimated_runtime_seconds)
-    with runtime.db.transaction() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id).values(scheduler_job_id=scheduler_job_id, submitted_at=now,
-                                                       estimated_time_seconds=job.estimated_time_seconds)
-        )
-    job.scheduler_job_id, job.submitted_at = scheduler_job_id, now
-    log.info("job %s submitted as %s job %s", job_id, runtime.executor.name, scheduler_job_id)
-    return Submission(job, created=True)
-
-
-#: Estimates are hints; keep them within a 32-bit column (about 68 years).
-_MAX_ESTIMATE_SECONDS = 2**31 - 1
-
-
-def _clamp_seconds(seconds: int) -> int:
-    return max(1, min(int(seconds), _MAX_ESTIMATE_SECONDS))
-
-
-def _expected_wait_seconds(runtime: Runtime, scheduler_job_id: str) -> int | None:
-    """Seconds until Slurm expects the job to start, or ``None`` (unknown, or
-    an executor without a queue estimate). Never raises: it is only a hint."""
-    expected_start = getattr(runtime.executor, "expected_start", None)
-    if expected_start is None:
-        return None
-    try:
-        start = expected_start(scheduler_job_id)
-    except ExecutorError as exc:
-        log.info("no start estimate for %s: %s", scheduler_job_id, exc)
-        return None
-    if start is None:
-        return None
-    return max(0, int((start - datetime.now()).total_seconds()))
-
-
 @dataclass(frozen=True)
 class JobPlan:
-    """A validated submission: the caller's tier, the circuit's size and the resources it needs."""
+    """A validated submission: the caller's tier, the circuit's size, the
+    resources it needs alone, its dispatch class (which jobs it may share a
+    pack with) and its simulation estimate without start-up, in seconds."""
 
     tier: Tier
     num_qubits: int
     resources: JobResources
+    dispatch_class: str
+    runtime_seconds: int
 
 
-def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
+def plan_job(runtime: Runtime, user: User, request: ExecuteRequest, *,
+             budget: ValidationBudget | None = None) -> JobPlan:
     """Validate the circuit, check the tier's per-job limits and size the job.
+
+    ``budget``: validation cost units shared with the other circuits of a
+    batch (:class:`hpc_jobs.circuits.ValidationBudget`).
 
     Raises :class:`CircuitInvalid` for a circuit that is invalid or cannot fit
     the cluster profile's largest allocation (the message says needed vs
@@ -174,7 +87,7 @@ def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
     Stores nothing.
     """
     try:
-        circuit = load_circuit(request.qasm)
+        circuit = load_circuit(request.qasm, budget=budget)
     except CircuitError as exc:
         raise CircuitInvalid(f"Invalid circuit: {exc}") from None
     summary = summarize(circuit)
@@ -183,10 +96,175 @@ def plan_job(runtime: Runtime, user: User, request: ExecuteRequest) -> JobPlan:
     try:
         resources = size_job(runtime.profile, num_qubits=summary.num_qubits, num_operations=summary.size,
                              shots=request.shots, clifford=summary.is_clifford,
-                             shot_by_shot=simulates_shot_by_shot(circuit))
+                             shot_by_shot=simulates_shot_by_shot(circuit), partitions=tier.slurm.partitions)
     except SizingError as exc:
         raise CircuitInvalid(f"The circuit cannot run on this cluster: {exc}") from None
-    return JobPlan(tier, summary.num_qubits, resources)
+    runtime_seconds = simulation_seconds(resources)
+    # One tier per pack: its account, QOS and nice apply to the whole batch job.
+    klass = dispatch_class(runtime.profile, resources, runtime.settings.pack_limits, runtime_seconds=runtime_seconds,
+                           slurm_options=[tier.name])
+    return JobPlan(tier, summary.num_qubits, resources, klass, runtime_seconds)
+
+
+def _job_row(runtime: Runtime, user: User, request: ExecuteRequest, plan: JobPlan, *, job_id: str,
+             batch_id: str | None, now) -> Job:
+    import dataclasses
+
+    return Job(
+        id=job_id, user_id=user.id, status=JobStatus.QUEUED.value, qasm=request.qasm, shots=request.shots,
+        num_qubits=plan.num_qubits, request_hash=request_fingerprint(request), executor=runtime.executor.name,
+        cluster_profile=runtime.profile.name, work_dir=str(runtime.work_dirs.path_for(job_id)),
+        seed=secrets.randbelow(2**31), dispatch_class=plan.dispatch_class,
+        resources=dataclasses.asdict(plan.resources), runtime_seconds=plan.runtime_seconds,
+        batch_id=batch_id, estimated_time_seconds=estimates.estimated_seconds(runtime, plan),
+        created_at=now,
+    )
+
+
+def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
+    """Validate and store one circuit, ``queued`` for the dispatcher.
+
+    Raises :class:`CircuitInvalid` (400), :class:`QuotaExceeded` (403, or
+    429 for the daily limit) or :class:`JobIdConflict` (409). Calls no
+    scheduler.
+    """
+    if request.job_id is not None:
+        # A retry of a job that exists answers at once, even at the daily limit.
+        with runtime.db.session() as session:
+            existing = session.get(Job, request.job_id)
+        if existing is not None:
+            return Submission(_existing_for_retry(runtime, user, request.job_id, request_fingerprint(request)),
+                              created=False)
+    plan = plan_job(runtime, user, request)
+    now = utcnow()
+    job = _job_row(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()), batch_id=None, now=now)
+    try:
+        with runtime.db.transaction() as session:
+            reserve_daily_jobs(session, user_id=user.id, tier=plan.tier, now=now)
+            session.add(job)
+    except IntegrityError:
+        return Submission(_existing_for_retry(runtime, user, job.id, job.request_hash), created=False)
+    metrics.job_accepted(plan.tier.name)
+    log.info("job %s accepted: %d qubits, %d shots, class %s", job.id, job.num_qubits, job.shots,
+             job.dispatch_class, extra={"job_id": job.id, "user_id": user.id})
+    return Submission(job, created=True)
+
+
+@dataclass(frozen=True)
+class BatchSubmission:
+    """A stored batch, its jobs in request order, and whether this request created it."""
+
+    batch: Batch
+    jobs: list[Job]
+    created: bool
+
+
+def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest]) -> BatchSubmission:
+    """Validate every circuit, then store them all as one batch, or nothing.
+
+    Every circuit is validated before anything is stored, all within
+    ``QCOS_BATCH_VALIDATION_UNITS`` cost units together; the first invalid
+    one is a :class:`CircuitInvalid` (or :class:`QuotaExceeded`) whose detail
+    starts ``circuits[<index>]: ``. The daily quota counts each circuit, all
+    or none (429). Custom job_ids must be unused (409 names the index) and
+    distinct; a repeat of a whole batch whose every circuit carries its
+    job_id answers the existing batch (``created`` False).
+    """
+    fingerprints = [request_fingerprint(r) for r in requests]
+    ids = [r.job_id for r in requests if r.job_id is not None]
+    if len(ids) != len(set(ids)):
+        repeated = next(i for i, r in enumerate(requests) if r.job_id is not None and ids.count(r.job_id) > 1)
+        raise JobIdConflict(f"circuits[{repeated}]: job_id {requests[repeated].job_id} appears twice in the batch")
+    if ids:
+        repeat = _existing_batch(runtime, user, requests, fingerprints)
+        if repeat is not None:
+            return repeat
+    plans = []
+    # The whole batch shares one validation budget, so its cost is bounded whatever its circuits hold.
+    budget = ValidationBudget(runtime.settings.batch_validation_units)
+    for index, request in enumerate(requests):
+        try:
+            plans.append(plan_job(runtime, user, request, budget=budget))
+        except ApiError as exc:
+            exc.detail = f"circuits[{index}]: {exc.detail}"
+            raise
+    now = utcnow()
+    batch = Batch(id="batch_" + secrets.token_hex(12), user_id=user.id, count=len(requests), created_at=now)
+    # One microsecond apart, so request order is creation order: GET /batches and the
+    # dispatcher's oldest-first order both keep the order the circuits were sent in.
+    jobs = [_job_row(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()), batch_id=batch.id,
+                     now=now + timedelta(microseconds=index))
+            for index, (request, plan) in enumerate(zip(requests, plans))]
+    try:
+        with runtime.db.transaction() as session:
+            reserve_daily_jobs(session, user_id=user.id, tier=plans[0].tier, now=now, count=len(jobs))
+            session.add(batch)
+            session.flush()
+            session.add_all(jobs)
+    except IntegrityError:
+        taken = _taken_index(runtime, requests)
+        where = f"circuits[{taken}]: job_id {requests[taken].job_id}" if taken is not None else "a job_id"
+        raise JobIdConflict(f"{where} is already in use by a different job; choose another job_id") from None
+    for _ in jobs:
+        metrics.job_accepted(plans[0].tier.name)
+    log.info("batch %s accepted: %d jobs", batch.id, len(jobs), extra={"user_id": user.id})
+    return BatchSubmission(batch, jobs, created=True)
+
+
+def _existing_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest],
+                    fingerprints: list[str]) -> BatchSubmission | None:
+    """The stored batch this request repeats, if every circuit names its
+    job_id and each matches a job of one batch of this user; a partial
+    match is a 409."""
+    ids = [r.job_id for r in requests]
+    with runtime.db.session() as session:
+        found = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_([i for i in ids if i])))}
+        if not found:
+            return None
+        batch_ids = {job.batch_id for job in found.values()}
+        same = (None not in ids and len(found) == len(ids) and len(batch_ids) == 1 and None not in batch_ids
+                and all(found[i].user_id == user.id and found[i].request_hash == f for i, f in zip(ids, fingerprints)))
+        if not same:
+            index = next(i for i, r in enumerate(requests) if r.job_id in found)
+            raise JobIdConflict(f"circuits[{index}]: job_id {requests[index].job_id} is already in use by a "
+                                "different job; choose another job_id")
+        batch = session.get(Batch, batch_ids.pop())
+        if batch is None or batch.count != len(ids):
+            raise JobIdConflict("these job_ids belong to a different batch; choose other job_ids")
+        return BatchSubmission(batch, [found[i] for i in ids], created=False)
+
+
+def _taken_index(runtime: Runtime, requests: Sequence[ExecuteRequest]) -> int | None:
+    ids = [r.job_id for r in requests]
+    with runtime.db.session() as session:
+        taken = set(session.scalars(select(Job.id).where(Job.id.in_([i for i in ids if i]))))
+    return next((i for i, job_id in enumerate(ids) if job_id in taken), None)
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch with its jobs in submission order and their counts per status."""
+
+    batch: Batch
+    jobs: list[Job]
+    counts: dict[str, int]
+
+    @property
+    def done(self) -> bool:
+        return self.counts[JobStatus.QUEUED.value] == 0 and self.counts[JobStatus.PROCESSING.value] == 0
+
+
+def get_batch(runtime: Runtime, user: User, batch_id: str) -> BatchView:
+    """The caller's batch ``batch_id``; :class:`BatchNotFound` for a missing batch or another user's."""
+    with runtime.db.session() as session:
+        batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.user_id == user.id))
+        if batch is None:
+            raise BatchNotFound(batch_id)
+        jobs = list(session.scalars(select(Job).where(Job.batch_id == batch_id).order_by(Job.created_at, Job.id)))
+    counts = {status.value: 0 for status in JobStatus}
+    for job in jobs:
+        counts[job.status] += 1
+    return BatchView(batch, jobs, counts)
 
 
 def _existing_for_retry(runtime: Runtime, user: User, job_id: str, fingerprint: str) -> Job:
@@ -264,16 +342,17 @@ def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) ->
 
 
 def cancel_job(runtime: Runtime, job_id: str, *, user: User | None, reason: str) -> Job:
-    """Cancel a job: mark it ``failed`` with ``reason``, then scancel it.
+    """Cancel a job: mark it ``failed`` with ``reason``.
 
     ``user``: the owner (a user cancels only their own jobs); ``None`` for an
     admin, who may cancel any job. Idempotent: a job that is already final is
     returned unchanged. The status change is one conditional UPDATE
     (``WHERE status IN ('queued', 'processing')``), so a job cancelled while
-    pending can never turn ``completed`` afterwards: the poller's own update
-    requires the status it read. A scheduler that cannot be reached is
-    logged; the job stays cancelled here and the poller ignores its end.
-    Raises :class:`JobNotFound`.
+    pending can never turn ``completed`` afterwards: every later update
+    requires a live status. A job already in a pack is flagged
+    ``cancel_pending``: the poller then leaves the marker that makes the pack
+    runner skip it, and scancels a pack left with nothing to run. No
+    scheduler call here. Raises :class:`JobNotFound`.
     """
     query = select(Job).where(Job.id == job_id)
     if user is not None:
@@ -285,15 +364,13 @@ def cancel_job(runtime: Runtime, job_id: str, *, user: User | None, reason: str)
             raise JobNotFound(job_id)
         changed = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]))
-            .values(status=JobStatus.FAILED.value, error=reason, completed_at=now)
+            .where(Job.id == job_id, Job.status.in_(_LIVE))
+            .values(status=JobStatus.FAILED.value, error=reason, completed_at=now,
+                    cancel_pending=Job.pack_id.is_not(None))
         ).rowcount
         notify_jobs_changed(session, [job_id])
-    if changed and job.scheduler_job_id and job.executor == runtime.executor.name:
-        try:
-            runtime.executor.cancel([job.scheduler_job_id])
-        except ExecutorError as exc:
-            log.warning("scancel of job %s (%s) failed: %s", job_id, job.scheduler_job_id, exc)
+    if changed:
+        metrics.job_cancelled("user" if user is not None else "admin")
     with runtime.db.session() as session:
         return session.get(Job, job_id)
 
@@ -308,8 +385,6 @@ class JobPage:
 
 def list_jobs(runtime: Runtime, user: User, *, status: str | None, limit: int, offset: int) -> JobPage:
     """The user's jobs, newest first, optionally of one status."""
-    from sqlalchemy import func
-
     conditions = [Job.user_id == user.id]
     if status is not None:
         conditions.append(Job.status == status)
@@ -324,34 +399,43 @@ def list_jobs(runtime: Runtime, user: User, *, status: str | None, limit: int, o
 def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
     """Validate, size and render a submission without creating a job.
 
+    The script shown is the one the job would get as a pack of its own.
     Runs ``sbatch --test-only`` where the executor can (Slurm): its answer
     (start estimate and partition, or Slurm's refusal) is in
     ``slurm_test_only``. Raises what :func:`plan_job` raises; the daily limit
     is not consumed.
     """
+    import dataclasses
+
+    from hpc_jobs.executors.base import ExecutorError
+    from hpc_jobs.packing import pack_job_name
     from hpc_jobs.rendering import render_sbatch
+    from hpc_jobs.staging import PackMember
+    from hpc_jobs.transports.base import TransportError
+    from hpc_jobs.workdir import RunParameters
 
     plan = plan_job(runtime, user, request)
     job_id = request.job_id or f"dry-run-{uuid.uuid4().hex[:12]}"
+    pack_id = f"pack-dry-run-{uuid.uuid4().hex[:8]}"
     profile = runtime.profile
-    script = render_sbatch(profile, job_id=job_id, work_dir=runtime.work_dirs.path_for(job_id),
+    script = render_sbatch(profile, job_id=pack_id, work_dir=runtime.work_dirs.pack_path_for(pack_id),
                            resources=plan.resources)
     test_only = None
     if hasattr(runtime.executor, "test_only"):
         params = RunParameters(job_id=job_id, shots=request.shots, seed=0, **plan.resources.run_options())
         try:
             with runtime.work_dirs.scratch() as scratch:
-                staged = scratch.stage(job_id=job_id, qasm=request.qasm, params=params, profile=profile,
-                                       resources=plan.resources)
-                estimate = runtime.executor.test_only(staged, job_name=slurm_job_name(job_id))
+                staged = scratch.stage_pack(pack_id=pack_id, members=[PackMember(job_id, request.qasm, params)],
+                                            profile=profile, resources=plan.resources)
+                estimate = runtime.executor.test_only(staged, job_name=pack_job_name(pack_id))
             test_only = {"accepted": True, "start": estimate.start.isoformat() if estimate.start else None,
                          "partition": estimate.partition, "nodes": estimate.nodes}
         except (ExecutorError, TransportError, OSError) as exc:
             test_only = {"accepted": False, "error": str(exc)}
     return {
         "dry_run": True, "job_id": job_id, "num_qubits": plan.num_qubits, "shots": request.shots,
-        "estimated_time_seconds": _clamp_seconds(plan.resources.estimated_runtime_seconds),
-        "sbatch_script": script, "slurm_test_only": test_only, "resources": dict(vars(plan.resources)),
+        "estimated_time_seconds": estimates.estimated_seconds(runtime, plan),
+        "sbatch_script": script, "slurm_test_only": test_only, "resources": dataclasses.asdict(plan.resources),
     }
 
 
@@ -361,25 +445,36 @@ def whole_seconds(delta) -> int | None:
 
 
 def live_queue(runtime: Runtime) -> list:
-    """The scheduler's live queue (one squeue call) joined with our jobs (one
-    query) as :class:`gateway.schemas.QueueEntry`; other people's Slurm jobs
-    have no ``job_id``. Raises :class:`ExecutorError`."""
+    """The scheduler's live queue (one squeue call) joined with our packs and
+    their jobs (two queries) as :class:`gateway.schemas.QueueEntry`; other
+    people's Slurm jobs have no ``pack_id``. Raises :class:`ExecutorError`."""
     from gateway.schemas import QueueEntry
 
     rows = runtime.executor.queue()
     ids = [row.job_id for row in rows]
-    ours: dict[str, tuple[str, str]] = {}
+    packs: dict[str, Pack] = {}
+    members: dict[str, list[tuple[str, str]]] = {}
     if ids:
         with runtime.db.session() as session:
-            for job_id, user_id, scheduler_id in session.execute(
-                select(Job.id, Job.user_id, Job.scheduler_job_id).where(
-                    Job.scheduler_job_id.in_(ids), Job.executor == runtime.executor.name)
-            ):
-                ours[scheduler_id] = (job_id, user_id)
-    return [
-        QueueEntry(slurm_job_id=row.job_id, job_id=ours.get(row.job_id, (None, None))[0],
-                   user_id=ours.get(row.job_id, (None, None))[1], name=row.name, partition=row.partition,
-                   state=row.state, reason=row.reason, elapsed_seconds=whole_seconds(row.elapsed),
-                   node_list=row.node_list)
-        for row in rows
-    ]
+            # Live packs are few (QCOS_MAX_LIVE_SLURM_JOBS); match ids here, cluster suffix aside.
+            for pack in session.scalars(select(Pack).where(
+                    Pack.executor == runtime.executor.name, Pack.state != PackState.ENDED.value,
+                    Pack.scheduler_job_id.is_not(None))):
+                packs[pack.scheduler_job_id.partition(";")[0]] = pack
+            if packs:
+                by_pack = {pack.id: key for key, pack in packs.items()}
+                for job_id, user_id, pack_id in session.execute(
+                        select(Job.id, Job.user_id, Job.pack_id).where(Job.pack_id.in_(list(by_pack)))
+                        .order_by(Job.created_at, Job.id)):
+                    members.setdefault(by_pack[pack_id], []).append((job_id, user_id))
+    entries = []
+    for row in rows:
+        pack = packs.get(row.job_id)
+        jobs = members.get(row.job_id, [])
+        users = sorted({user_id for _, user_id in jobs})
+        entries.append(QueueEntry(
+            slurm_job_id=row.job_id, pack_id=pack.id if pack else None,
+            job_id=jobs[0][0] if len(jobs) == 1 else None, user_id=users[0] if len(users) == 1 else None,
+            job_ids=[job_id for job_id, _ in jobs], user_ids=users, name=row.name, partition=row.partition,
+            state=row.state, reason=row.reason, elapsed_seconds=whole_seconds(row.elapsed), node_list=row.node_list))
+    return entries

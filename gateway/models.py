@@ -81,14 +81,82 @@ class ApiKey(Base):
     user: Mapped[User] = relationship(back_populates="api_keys")
 
 
-class Job(Base):
-    """A submitted circuit and everything known about its batch job.
+class Batch(Base):
+    """Circuits submitted together by ``POST /batches``; each is also an ordinary job.
 
-    ``id`` is the public ``job_id``. ``scheduler_job_id`` is Slurm's job id
-    (``slurm_job_id``; a ``local-<hex>`` id under the local executor), a
-    string, NULL until sbatch answered. ``status`` is one of
-    :class:`hpc_jobs.lifecycle.JobStatus`. ``request_hash`` is the SHA-256 of
-    the canonical request body, for idempotent retries of a custom job_id.
+    ``id`` is the API's ``batch_id`` (``batch_<hex>``); ``count`` the number of jobs.
+    """
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Pack(Base):
+    """One Slurm batch job running several jobs in turn (or one big job).
+
+    ``state`` is one of :class:`hpc_jobs.packing.PackState`: ``planned``
+    (jobs claimed, not yet handed to sbatch), ``submitting`` (sbatch may have
+    run: recovered by ``job_name`` if its answer is lost), ``submitted``
+    (``scheduler_job_id`` known), ``running``, ``ended``. ``job_name`` is
+    unique, so one Slurm lookup by name tells whether a pack reached Slurm.
+    ``scheduler_job_id`` is Slurm's id, ``"<id>;<cluster>"`` where sbatch
+    named a cluster. ``progress_offset``: bytes of the runner's progress
+    file already ingested. ``resources``: the pack's sized
+    :class:`hpc_jobs.sizing.JobResources` as a dict.
+    """
+
+    __tablename__ = "packs"
+    __table_args__ = (Index("ix_packs_executor_state", "executor", "state"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    executor: Mapped[str] = mapped_column(String(16))
+    cluster_profile: Mapped[str] = mapped_column(String(64))
+    dispatch_class: Mapped[str] = mapped_column(String(200))
+    job_name: Mapped[str] = mapped_column(String(128), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    work_dir: Mapped[str] = mapped_column(Text)
+    job_count: Mapped[int] = mapped_column(Integer)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scheduler_job_id: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    slurm_state: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    progress_offset: Mapped[int] = mapped_column(Integer, default=0)
+    #: The runner wrote its ``finished`` line: every job of the pack has its outcome.
+    runner_finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Earliest time the dispatcher may call sbatch again (backoff after a transient error).
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    submit_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When the scheduler stopped reporting the pack (NULL while it is seen).
+    missing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When Slurm first reported a state the lifecycle table does not know.
+    unknown_state_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Job(Base):
+    """A submitted circuit and everything known about it.
+
+    ``id`` is the public ``job_id``. ``pack_id``: the pack that runs it
+    (NULL while it waits for the dispatcher). ``scheduler_job_id`` is that
+    pack's Slurm job id (``slurm_job_id``; ``local-<hex>`` under the local
+    executor), copied when the pack is submitted. ``status`` is one of
+    :class:`hpc_jobs.lifecycle.JobStatus`. ``request_hash`` is the SHA-256
+    of the canonical request body, for idempotent retries of a custom
+    job_id. ``dispatch_class``: which jobs may share a pack
+    (:func:`hpc_jobs.packing.dispatch_class`). ``resources``: the job's own
+    sized :class:`hpc_jobs.sizing.JobResources`; ``runtime_seconds`` its
+    simulation estimate without batch-job start-up. ``dispatch_count``: packs
+    the job was put in (a job left unfinished by a dead pack runs once
+    more). ``cancel_pending``: cancelled while in a pack; the poller still
+    has to tell the runner (a marker file) or scancel a pack left empty.
     """
 
     __tablename__ = "jobs"
@@ -96,6 +164,9 @@ class Job(Base):
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_user_completed", "user_id", "completed_at"),
+        Index("ix_jobs_dispatch", "executor", "status", "pack_id", "created_at"),
+        Index("ix_jobs_pack", "pack_id"),
+        Index("ix_jobs_batch", "batch_id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -108,8 +179,15 @@ class Job(Base):
     executor: Mapped[str] = mapped_column(String(16))
     cluster_profile: Mapped[str] = mapped_column(String(64))
     work_dir: Mapped[str] = mapped_column(Text)
-    scheduler_job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    slurm_state: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    dispatch_class: Mapped[str] = mapped_column(String(200), default="")
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    runtime_seconds: Mapped[int] = mapped_column(Integer, default=1)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), nullable=True)
+    pack_id: Mapped[str | None] = mapped_column(ForeignKey("packs.id", ondelete="SET NULL"), nullable=True)
+    dispatch_count: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    scheduler_job_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
     estimated_time_seconds: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: The simulator's own time of a completed job, copied from the result for usage sums.
@@ -119,7 +197,33 @@ class Job(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class QueueModel(Base):
+    """The dispatcher's view of its queue, for ``estimated_time_seconds``
+    without a scheduler call in the request. One row per executor, written
+    by the dispatcher only when a figure changes; see
+    :func:`gateway.estimates.estimated_seconds`.
+
+    ``waiting``: ``{dispatch_class: seconds of estimated work not yet in a
+    pack}``; ``live_packs``/``max_live_packs``: packs holding a Slurm job and
+    the bound; ``pending_start_seconds``: seconds until Slurm expects its
+    earliest pending pack to start (0: none pending or no estimate).
+    ``scheduler_connected``: whether the poller's last scheduler call
+    answered, at ``checked_at`` (``GET /`` reads this instead of calling the
+    scheduler in the request).
+    """
+
+    __tablename__ = "queue_model"
+
+    executor: Mapped[str] = mapped_column(String(16), primary_key=True)
+    waiting: Mapped[dict[str, Any]] = mapped_column(JSON)
+    live_packs: Mapped[int] = mapped_column(Integer, default=0)
+    max_live_packs: Mapped[int] = mapped_column(Integer, default=1)
+    pending_start_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    scheduler_connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class DailyUsage(Base):

@@ -64,32 +64,26 @@ def _insert_counter_row(session: Session, user_id: str, day: date) -> None:
     session.execute(insert(DailyUsage).values(user_id=user_id, day=day, jobs=0).on_conflict_do_nothing())
 
 
-def reserve_daily_job(session: Session, *, user_id: str, tier: Tier, now: datetime) -> None:
-    """Count one more job for today inside the caller's transaction.
+def reserve_daily_jobs(session: Session, *, user_id: str, tier: Tier, now: datetime, count: int = 1) -> None:
+    """Count ``count`` more jobs for today inside the caller's transaction,
+    all or none.
 
-    Raises :class:`DailyQuotaExceeded` (429) when the tier's
-    ``daily_job_limit`` is reached; the caller's transaction must then roll
-    back. ``-1`` is unlimited (still counted, for ``jobs_today``).
+    Raises :class:`DailyQuotaExceeded` (429) when they would pass the tier's
+    ``daily_job_limit``; the caller's transaction must then roll back.
+    ``-1`` is unlimited (still counted, for ``jobs_today``).
     """
     day = utc_day(now)
     _insert_counter_row(session, user_id, day)
     statement = update(DailyUsage).where(DailyUsage.user_id == user_id, DailyUsage.day == day)
     if tier.daily_job_limit != UNLIMITED:
-        statement = statement.where(DailyUsage.jobs < tier.daily_job_limit)
-    if session.execute(statement.values(jobs=DailyUsage.jobs + 1)).rowcount != 1:
+        statement = statement.where(DailyUsage.jobs <= tier.daily_job_limit - count)
+    if session.execute(statement.values(jobs=DailyUsage.jobs + count)).rowcount != 1:
+        wanted = "a job" if count == 1 else f"{count} jobs"
         raise DailyQuotaExceeded(
             f"Daily job limit reached: the {tier.name} tier allows daily_job_limit={tier.daily_job_limit} "
-            "jobs per UTC day",
+            f"jobs per UTC day, and {wanted} would pass it",
             retry_after=seconds_until_next_utc_day(now),
         )
-
-
-def release_daily_job(session: Session, *, user_id: str, day: date) -> None:
-    """Give back a job counted on ``day`` whose submission was undone (scheduler refused it)."""
-    session.execute(
-        update(DailyUsage).where(DailyUsage.user_id == user_id, DailyUsage.day == day, DailyUsage.jobs > 0)
-        .values(jobs=DailyUsage.jobs - 1)
-    )
 
 
 def jobs_on(session: Session, *, user_id: str, day: date) -> int:

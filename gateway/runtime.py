@@ -23,7 +23,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.jobcache import FinalJobCache
 from gateway.notify import ChangeListener, JobWaiters
-from gateway.tiers import Tier, load_tiers
+from gateway.tiers import Tier, check_tiers_against_profile, load_tiers
 
 
 def build_site(settings: Settings) -> tuple[Executor, WorkDirs]:
@@ -50,28 +50,6 @@ def build_site(settings: Settings) -> tuple[Executor, WorkDirs]:
     from hpc_jobs.executors.local import LocalExecutor
 
     return LocalExecutor(settings.local_registry), LocalWorkDirs(settings.work_root)
-
-
-@dataclass
-class QueueCheck:
-    """``executor.ping()`` cached for ``ttl`` seconds, so ``GET /`` stays cheap
-    under load while still reporting a real check."""
-
-    executor: Executor
-    ttl: float
-    _value: bool = False
-    _checked_at: float = float("-inf")
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def connected(self) -> bool:
-        now = time.monotonic()
-        if now - self._checked_at < self.ttl:
-            return self._value
-        with self._lock:
-            if time.monotonic() - self._checked_at >= self.ttl:
-                self._value = bool(self.executor.ping())
-                self._checked_at = time.monotonic()
-        return self._value
 
 
 @dataclass
@@ -107,7 +85,6 @@ class Runtime:
     db: Database
     profile: ClusterProfile
     executor: Executor
-    queue_check: QueueCheck
     tiers: dict[str, Tier]
     work_dirs: WorkDirs
     #: Requests of this process that may block in ``/results?wait=true`` at once.
@@ -156,14 +133,16 @@ class Runtime:
         site_executor, work_dirs = build_site(settings)
         executor = executor or site_executor
         overrides = {"slurm": {"account": settings.slurm_account}} if settings.slurm_account else None
+        profile = load_profile(settings.cluster_profile, overrides=overrides)
+        tiers = load_tiers(settings.tiers_file)
+        check_tiers_against_profile(tiers, profile)
         return cls(
             settings=settings,
             db=Database(settings.database_url, pool_size=settings.db_pool_size,
                         max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_seconds),
-            profile=load_profile(settings.cluster_profile, overrides=overrides),
+            profile=profile,
             executor=executor,
-            queue_check=QueueCheck(executor, settings.queue_check_ttl_seconds),
-            tiers=load_tiers(settings.tiers_file),
+            tiers=tiers,
             work_dirs=work_dirs,
             waiting_slots=threading.BoundedSemaphore(settings.max_waiting_requests),
             credentials=CredentialCache(settings.auth_cache_seconds if settings.uses_postgresql else 0),

@@ -7,6 +7,7 @@ ISO 8601 UTC with a ``Z`` suffix, to the second.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
@@ -32,10 +33,68 @@ class ExecuteRequest(BaseModel):
     job_id: StrictStr | None = Field(default=None, pattern=JOB_ID_REGEX)
 
 
+class BatchRequest(BaseModel):
+    """``POST /batches`` body: ``circuits``, each an :class:`ExecuteRequest`
+    (1 … ``QCOS_BATCH_MAX_CIRCUITS``, checked by the endpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    circuits: list[ExecuteRequest] = Field(min_length=1)
+
+
+class BatchResponse(BaseModel):
+    """``POST /batches`` answer: the batch id and its job ids in request order."""
+
+    batch_id: str
+    job_ids: list[str]
+    count: int
+    status: str
+    estimated_time_seconds: int
+
+
+class BatchJob(BaseModel):
+    """One job of a batch: ``result`` is ``{"counts": ...}`` once completed."""
+
+    job_id: str
+    status: str
+    error: str | None
+    result: dict | None
+
+
+class BatchStatusResponse(BaseModel):
+    """``GET /batches/{batch_id}``: counts per status, ``done`` once no job
+    is queued or processing, and every job in request order."""
+
+    batch_id: str
+    created_at: str
+    count: int
+    counts: dict[str, int]
+    done: bool
+    jobs: list[BatchJob]
+
+
 class ExecuteQuery(BaseModel):
-    """``POST /execute`` query: ``dry_run=true`` validates, sizes and renders without creating a job."""
+    """``POST /execute`` query: ``dry_run=true`` validates, sizes and renders without creating a job.
+    ``shots`` and ``job_id`` are for a circuit sent as the body itself or as a form, never with JSON."""
 
     dry_run: bool = False
+    shots: int | None = Field(default=None, ge=1, le=MAX_SHOTS_CEILING,
+                              description="With a text/plain, application/vnd.openqasm or form body only "
+                                          f"(default {DEFAULT_SHOTS}); a JSON body carries its own.")
+    job_id: str | None = Field(default=None, pattern=JOB_ID_REGEX,
+                               description="With a text/plain, application/vnd.openqasm or form body only.")
+
+
+class ExecuteForm(BaseModel):
+    """``POST /execute`` as a form (``multipart/form-data``, e.g. ``curl -F qasm=@bell.qasm -F shots=1024``,
+    or ``application/x-www-form-urlencoded``): the fields of :class:`ExecuteRequest`, ``qasm`` a file
+    or a text field (UTF-8)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    qasm: str = Field(min_length=1, json_schema_extra={"format": "binary"})
+    shots: int = Field(default=DEFAULT_SHOTS, ge=1, le=MAX_SHOTS_CEILING)
+    job_id: str | None = Field(default=None, pattern=JOB_ID_REGEX)
 
 
 class ExecuteResponse(BaseModel):
@@ -143,11 +202,37 @@ class UsageResponse(BaseModel):
     daily_usage: list[DailyUsageEntry]
 
 
+class ErrorCode(StrEnum):
+    """Every ``error_code`` the API answers (:mod:`gateway.errors` raises them;
+    the README's error table says when)."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    CIRCUIT_INVALID = "CIRCUIT_INVALID"
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_INVALID = "AUTH_INVALID"
+    ADMIN_REQUIRED = "ADMIN_REQUIRED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    BATCH_NOT_FOUND = "BATCH_NOT_FOUND"
+    JOB_ID_CONFLICT = "JOB_ID_CONFLICT"
+    JOB_FAILED = "JOB_FAILED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    HTTP_ERROR = "HTTP_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
 class ErrorResponse(BaseModel):
-    """Every error answer: a readable ``detail``, a stable ``error_code`` and the ``request_id``."""
+    """Every error answer: a readable ``detail``, a stable ``error_code`` and the ``request_id``
+    (also in the ``X-Request-ID`` header)."""
 
     detail: str
-    error_code: str
+    error_code: ErrorCode
     request_id: str
 
 
@@ -195,11 +280,16 @@ class JobListResponse(BaseModel):
 
 
 class QueueEntry(BaseModel):
-    """One live scheduler job; ``job_id``/``user_id`` are null for jobs that are not ours."""
+    """One live scheduler job. For our packs: ``pack_id`` and the jobs it runs
+    (``job_ids``, ``user_ids``); ``job_id``/``user_id`` when there is only one.
+    Null or empty for Slurm jobs that are not ours."""
 
     slurm_job_id: str
+    pack_id: str | None = None
     job_id: str | None
     user_id: str | None
+    job_ids: list[str] = []
+    user_ids: list[str] = []
     name: str
     partition: str
     state: str
@@ -231,8 +321,44 @@ class AdminClusterResponse(BaseModel):
     partitions: list[PartitionEntry]
 
 
+class SlurmTestOnly(BaseModel):
+    """``sbatch --test-only``'s answer in a dry run. Accepted: ``start`` (the
+    controller's local time, ISO 8601 without zone), ``partition``, ``nodes``
+    (a Slurm host list). Refused, or Slurm unreachable: ``error``."""
+
+    accepted: bool
+    start: str | None = None
+    partition: str | None = None
+    nodes: str | None = None
+    error: str | None = None
+
+
+class DryRunResources(BaseModel):
+    """What the job would ask Slurm for (:class:`hpc_jobs.sizing.JobResources`):
+    the ``#SBATCH`` values (``mem`` per node and ``time_limit`` in Slurm's
+    syntax), the simulation method, precision and device, ``state_bytes``
+    (memory of the simulated state, bytes) and ``estimated_runtime_seconds``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    precision: str
+    device: str
+    custatevec: bool
+    partition: str
+    nodes: int
+    ntasks_per_node: int
+    cpus_per_task: int
+    gpus_per_node: int
+    mem: str
+    time_limit: str
+    state_bytes: int
+    estimated_runtime_seconds: int
+
+
 class DryRunResponse(BaseModel):
-    """``POST /execute?dry_run=true``: what would be submitted; nothing is stored."""
+    """``POST /execute?dry_run=true``: what would be submitted; nothing is stored.
+    ``slurm_test_only`` is null where the executor has no test-only submission (local)."""
 
     dry_run: Literal[True]
     job_id: str
@@ -240,5 +366,34 @@ class DryRunResponse(BaseModel):
     shots: int
     estimated_time_seconds: int
     sbatch_script: str
-    slurm_test_only: dict | None
-    resources: dict | None = None
+    slurm_test_only: SlurmTestOnly | None
+    resources: DryRunResources | None = None
+
+
+class ExecuteOkResponse(RootModel[DryRunResponse | ExecuteResponse]):
+    """``POST /execute``'s 200: a dry run's answer (``?dry_run=true``), or the
+    earlier submission answered again for a repeated custom ``job_id``."""
+
+
+class LivenessResponse(BaseModel):
+    """``GET /healthz``: the process answers (nothing else is checked)."""
+
+    status: Literal["alive"]
+
+
+class ReadinessResponse(BaseModel):
+    """``GET /readyz`` when ready: each check is ``ok``."""
+
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+
+
+class NotReadyResponse(BaseModel):
+    """``GET /readyz`` answering 503: the error format plus the checks, each
+    ``ok`` or ``unavailable``."""
+
+    status: Literal["not_ready"]
+    checks: dict[str, Literal["ok", "unavailable"]]
+    detail: str
+    error_code: str
+    request_id: str

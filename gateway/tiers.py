@@ -4,6 +4,11 @@ The file (``deploy/tiers.toml`` unless ``QCOS_TIERS_FILE`` names another)
 holds the API reference's tiers (free, pro, enterprise) and their limits, so
 a site changes prices and limits without code changes. ``-1`` means
 unlimited; a missing ``price_monthly`` means "on request" (``null``).
+
+A tier may carry its own Slurm settings in a ``[tier.slurm]`` table
+(``account``, ``qos``, ``partitions``, ``nice``; all optional, see
+:class:`hpc_jobs.accounting.TierScheduling`), so paid work can run under
+another account or QOS, and on preferred partitions, than free work.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
+
+from hpc_jobs.accounting import AccountingError, TierScheduling, check_against_profile
 
 DEFAULT_TIERS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
 UNLIMITED = -1
@@ -32,9 +39,24 @@ def _positive_or_unlimited(value: int) -> int:
 Limit = Annotated[int, AfterValidator(_positive_or_unlimited)]
 
 
+def _scheduling(value: object, info: ValidationInfo) -> TierScheduling:
+    if isinstance(value, TierScheduling):
+        return value
+    try:
+        return TierScheduling.from_mapping(value, where=f"tier {info.data.get('name', '?')}")
+    except AccountingError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: A tier's ``[tier.slurm]`` table, checked by :meth:`TierScheduling.from_mapping`.
+Scheduling = Annotated[TierScheduling, PlainValidator(_scheduling)]
+
+
 class Tier(BaseModel):
     """One tier. Limits are per job (qubits, shots), per UTC day (jobs) and
     per API key (requests per minute and per day); ``-1`` is unlimited.
+    ``slurm``: the tier's own account, QOS, partition preference and nice
+    (a ``[tier.slurm]`` table, see :class:`hpc_jobs.accounting.TierScheduling`).
     Whole numbers must be TOML integers; unknown keys are refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -46,6 +68,7 @@ class Tier(BaseModel):
     max_shots: int = Field(ge=1)
     requests_per_minute: Limit = UNLIMITED
     requests_per_day: Limit = UNLIMITED
+    slurm: Scheduling = TierScheduling()
 
     def pricing(self) -> dict:
         """The tier as ``GET /pricing`` lists it."""
@@ -93,3 +116,13 @@ def _describe(exc: ValidationError, data: dict) -> str:
             continue
         problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(problems)
+
+
+def check_tiers_against_profile(tiers: dict[str, Tier], profile) -> None:
+    """Raise :class:`TierConfigError` when a tier's Slurm settings do not fit
+    the cluster profile (unknown partition, account the site refuses)."""
+    for tier in tiers.values():
+        try:
+            check_against_profile(tier.slurm, profile, where=f"tier {tier.name}")
+        except AccountingError as exc:
+            raise TierConfigError(str(exc)) from None

@@ -107,3 +107,41 @@ def status_for_slurm_state(raw: str) -> tuple[JobStatus, str | None]:
 def can_transition(current: JobStatus, new: JobStatus) -> bool:
     """True when a job in ``current`` may move to ``new`` (same status is a no-op, allowed)."""
     return current == new or new in ALLOWED_TRANSITIONS[current]
+
+
+#: Why a job failed, in a few classes for counting (the ``reason`` label of
+#: ``qcos_jobs_failed_total``); the full reason stays in the job's ``error``.
+FAILURE_CLASSES = ("runner", "batch_job", "timeout", "out_of_memory", "node_failure", "preempted",
+                   "cancelled_in_slurm", "lost", "not_submitted", "other")
+
+_FAILURE_CLASS_OF_STATE: dict[str, str] = {
+    # The script exited 0 but left no valid result: the runner's fault.
+    "COMPLETED": "runner",
+    "FAILED": "batch_job",
+    "SPECIAL_EXIT": "batch_job",
+    "TIMEOUT": "timeout",
+    "DEADLINE": "timeout",
+    "OUT_OF_MEMORY": "out_of_memory",
+    "NODE_FAIL": "node_failure",
+    "BOOT_FAIL": "node_failure",
+    "PREEMPTED": "preempted",
+    "REVOKED": "preempted",
+    "CANCELLED": "cancelled_in_slurm",
+}
+
+
+def failure_class(slurm_state: str | None, *, runner_reported: bool = False) -> str:
+    """The class of a failure, one of :data:`FAILURE_CLASSES`.
+
+    ``slurm_state``: the raw state the job ended in, or ``None`` when the
+    scheduler lost track of it (``lost``). ``runner_reported``: the runner
+    wrote ``error.json`` (the circuit or the simulator failed): ``runner``
+    whatever the state. A job the gateway itself cancelled is counted as
+    cancelled, not failed; a row that never got a Slurm id is
+    ``not_submitted`` (the caller knows that case and passes it directly).
+    """
+    if runner_reported:
+        return "runner"
+    if slurm_state is None:
+        return "lost"
+    return _FAILURE_CLASS_OF_STATE.get(base_state(slurm_state), "other")

@@ -1,12 +1,23 @@
-"""One poll cycle: scheduler observations → status updates for live jobs.
+"""Observing packs: what the scheduler and a pack's progress file say, decided.
 
-The cycle asks the executor about *all* live jobs at once (for Slurm: one
-``squeue`` and at most one ``sacct`` call, see
-:meth:`hpc_jobs.executors.slurm.SlurmExecutor.observe`), maps each state
-through :mod:`hpc_jobs.lifecycle`, reads the result (or the failure reason)
-of finished jobs from their work dirs, and returns the updates. Applying them
-to the database is the caller's business (``gateway.poller``), which keeps
-this package free of SQLAlchemy.
+Pure functions; applying the decisions to the database is
+:mod:`gateway.poller`'s business, which keeps this package free of
+SQLAlchemy. What a Slurm state means comes from :mod:`hpc_jobs.lifecycle`
+only.
+
+Two sources, each used for what it can tell:
+
+- the scheduler (one ``squeue`` and at most one ``sacct`` per cycle for all
+  live packs, :meth:`hpc_jobs.executors.slurm.SlurmExecutor.observe`): is the
+  pack waiting, running, or over, and why;
+- the pack's ``progress.jsonl`` (one read per pack per cycle, from the offset
+  already ingested): which of its jobs finished, with their results, while
+  the rest still runs.
+
+A pack is over when the scheduler says so, or, when the scheduler cannot
+tell (sacct down), when the runner wrote its ``finished`` line. A pack the
+scheduler no longer reports at all is given up after the grace period; one
+in a state the lifecycle table does not know, after its own grace period.
 """
 
 from __future__ import annotations
@@ -15,162 +26,152 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterable
 
-from hpc_jobs import workdir
-from hpc_jobs.executors.base import Executor, JobObservation
-from hpc_jobs.lifecycle import JobStatus, can_transition, status_for_slurm_state
+from hpc_jobs.executors.base import JobObservation
+from hpc_jobs.lifecycle import JobStatus, status_for_slurm_state
 
 log = logging.getLogger(__name__)
 
-#: Reads a work dir file; ``None`` when it does not exist. Local file systems
-#: (a shared cluster file system mounted here) by default; SFTP for SSH.
-ReadText = Callable[[Path], "str | None"]
-
-
-def read_local_text(path: Path) -> str | None:
-    """Read a UTF-8 file, or ``None`` when it does not exist."""
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-
 
 @dataclass(frozen=True)
-class LiveJob:
-    """A job the gateway still considers unfinished (``queued``/``processing``).
+class JobOutcome:
+    """One finished job of a pack, from a progress line or its outcome file.
 
-    Times are timezone-aware UTC. ``last_seen_at``: when the scheduler last
-    reported the job (``None``: never yet).
+    ``status``: ``completed`` or ``failed``. ``result``: the runner's result
+    document (completed). ``error``: the reason (failed). ``skipped``: the
+    runner skipped a cancelled job (already ``failed`` in the database).
     """
 
     job_id: str
-    scheduler_job_id: str
     status: JobStatus
-    work_dir: Path
-    shots: int
-    submitted_at: datetime
-    last_seen_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class JobUpdate:
-    """What one cycle learned about one job.
-
-    ``status`` equals ``old_status`` when only bookkeeping changed (the job
-    was seen again, its Slurm state changed within the same status).
-    ``result``: the runner's ``result.json`` for a completed job. ``error``:
-    a readable reason for a failed one. ``seen``: the scheduler reported it.
-    """
-
-    job_id: str
-    old_status: JobStatus
-    status: JobStatus
-    slurm_state: str | None
-    seen: bool
     result: dict[str, Any] | None = None
     error: str | None = None
+    skipped: bool = False
 
 
-def poll_cycle(
-    executor: Executor,
-    jobs: Sequence[LiveJob],
-    *,
-    now: datetime,
-    missing_grace_seconds: float,
-    read_text: ReadText = read_local_text,
-) -> list[JobUpdate]:
-    """Observe ``jobs`` in one executor call and decide their new statuses.
+@dataclass(frozen=True)
+class Progress:
+    """What a slice of a progress file says: job outcomes in order, and
+    whether the runner started and finished."""
 
-    A job missing from the scheduler's answer is *not* finished: it keeps its
-    status until ``missing_grace_seconds`` have passed since it was last seen
-    (or submitted), then fails with a reason that says so. Raises
-    :class:`hpc_jobs.executors.base.ExecutorError` when the scheduler cannot
-    be asked at all; the caller retries next cycle.
+    outcomes: list[JobOutcome]
+    started: bool
+    finished: bool
+
+
+def read_progress(records: Iterable[dict[str, Any]]) -> Progress:
+    """Interpret progress records (:func:`hpc_jobs.workdir.complete_lines`)."""
+    outcomes, started, finished = [], False, False
+    for record in records:
+        event = record.get("event")
+        if event == "started":
+            started = True
+        elif event == "finished":
+            finished = True
+        elif isinstance(record.get("job_id"), str):
+            outcome = record.get("outcome")
+            if outcome == "completed" and isinstance(record.get("result"), dict):
+                outcomes.append(JobOutcome(record["job_id"], JobStatus.COMPLETED, result=record["result"]))
+            elif outcome == "failed":
+                outcomes.append(JobOutcome(record["job_id"], JobStatus.FAILED, error=str(record.get("error"))))
+            elif outcome == "skipped":
+                outcomes.append(JobOutcome(record["job_id"], JobStatus.FAILED, skipped=True))
+    return Progress(outcomes, started, finished)
+
+
+def checked_result(result: dict[str, Any], shots: int) -> str | None:
+    """Why a result document cannot be accepted for ``shots`` shots, or ``None``."""
+    counts = result.get("counts")
+    if not isinstance(counts, dict) or not counts:
+        return "the batch job wrote a result without counts"
+    total = sum(v for v in counts.values() if isinstance(v, int))
+    if total != shots:
+        return f"the result's counts sum to {total}, not to the {shots} shots asked for"
+    return None
+
+
+def outcome_from_files(job_id: str, result_text: str | None, error_text: str | None) -> JobOutcome | None:
+    """A job's outcome from its own ``result.json``/``error.json`` (read once,
+    when its pack ended without a progress line for it), or ``None``."""
+    if result_text is not None:
+        try:
+            result = json.loads(result_text)
+        except json.JSONDecodeError:
+            return JobOutcome(job_id, JobStatus.FAILED, error="the batch job wrote an unreadable result")
+        if isinstance(result, dict):
+            return JobOutcome(job_id, JobStatus.COMPLETED, result=result)
+    if error_text is not None:
+        try:
+            error = json.loads(error_text).get("error")
+        except (json.JSONDecodeError, AttributeError):
+            error = None
+        return JobOutcome(job_id, JobStatus.FAILED, error=str(error or "the job failed in the runner"))
+    return None
+
+
+@dataclass(frozen=True)
+class PackVerdict:
+    """What to do with a pack after one look.
+
+    ``running``: the pack holds resources (its jobs are ``processing``).
+    ``ended``: the pack is over; ``reason`` says why when that was not a
+    clean exit. ``missing_since``/``unknown_since``: the new values of those
+    timers (unchanged when equal to the pack's). ``unknown_state``: a state
+    word to log once.
     """
-    if not jobs:
-        return []
-    observations = executor.observe([job.scheduler_job_id for job in jobs])
-    updates = []
-    for job in jobs:
-        observation = observations.get(job.scheduler_job_id)
-        if observation is None:
-            updates.append(_missing(job, now, missing_grace_seconds))
-        else:
-            updates.append(_observed(job, observation, read_text))
-    return updates
+
+    running: bool
+    ended: bool
+    reason: str | None
+    missing_since: datetime | None
+    unknown_since: datetime | None
+    unknown_state: str | None = None
 
 
-def _missing(job: LiveJob, now: datetime, grace: float) -> JobUpdate:
-    since = job.last_seen_at or job.submitted_at
-    if now - since <= timedelta(seconds=grace):
-        return JobUpdate(job.job_id, job.status, job.status, None, seen=False)
-    reason = (
-        f"the scheduler lost track of the job: batch job {job.scheduler_job_id} was in "
-        f"neither squeue nor sacct for {grace:g} s"
-    )
-    return JobUpdate(job.job_id, job.status, JobStatus.FAILED, None, seen=False, error=reason)
-
-
-def _observed(job: LiveJob, observation: JobObservation, read_text: ReadText) -> JobUpdate:
+def judge_pack(
+    observation: JobObservation | None,
+    *,
+    complete: bool,
+    finished: bool,
+    started: bool,
+    missing_since: datetime | None,
+    unknown_since: datetime | None,
+    now: datetime,
+    missing_grace: float,
+    unknown_grace: float,
+) -> PackVerdict:
+    """Decide a pack's state from the scheduler's ``observation`` (``None``:
+    not reported; ``complete`` False: a source failed, so absence proves
+    nothing) and its progress (``started``/``finished`` lines seen).
+    """
+    if observation is None:
+        if finished:
+            return PackVerdict(False, True, None, None, None)
+        if not complete:
+            return PackVerdict(started, False, None, missing_since, unknown_since)
+        since = missing_since or now
+        if now - since > timedelta(seconds=missing_grace):
+            reason = f"the scheduler lost track of the batch job: it was in neither squeue nor sacct for {missing_grace:g} s"
+            return PackVerdict(False, True, reason, since, None)
+        return PackVerdict(started, False, None, since, unknown_since)
     try:
         status, reason = status_for_slurm_state(observation.state)
     except KeyError:
-        log.warning("unknown Slurm state %r of job %s; keeping %s", observation.state, job.job_id, job.status.value)
-        return JobUpdate(job.job_id, job.status, job.status, observation.state, seen=True)
-    if not can_transition(job.status, status):
-        return JobUpdate(job.job_id, job.status, job.status, observation.state, seen=True)
+        since = unknown_since or now
+        if now - since > timedelta(seconds=unknown_grace):
+            return PackVerdict(False, True,
+                               f"Slurm reported state {observation.state!r}, unknown to QCOS, for {unknown_grace:g} s",
+                               None, since)
+        return PackVerdict(started, False, None, None, since,
+                           unknown_state=observation.state if unknown_since is None else None)
     if status is JobStatus.COMPLETED:
-        result, error = _read_result(job, read_text)
-        if result is None:
-            return JobUpdate(job.job_id, job.status, JobStatus.FAILED, observation.state, True, error=error)
-        return JobUpdate(job.job_id, job.status, JobStatus.COMPLETED, observation.state, True, result=result)
+        return PackVerdict(False, True, None, None, None)
     if status is JobStatus.FAILED:
-        error = _failure_reason(job, observation, reason, read_text)
-        return JobUpdate(job.job_id, job.status, JobStatus.FAILED, observation.state, True, error=error)
-    return JobUpdate(job.job_id, job.status, status, observation.state, seen=True)
-
-
-def _read_result(job: LiveJob, read_text: ReadText) -> tuple[dict[str, Any] | None, str | None]:
-    """The validated ``result.json`` of a job whose batch script exited 0, or a reason why not."""
-    text = read_text(job.work_dir / workdir.RESULT_FILE)
-    if text is None:
-        runner_error = _runner_error(job, read_text)
-        return None, runner_error or "the batch job finished without writing a result"
-    try:
-        result = json.loads(text)
-    except json.JSONDecodeError:
-        return None, "the batch job wrote an unreadable result"
-    counts = result.get("counts") if isinstance(result, dict) else None
-    if not isinstance(counts, dict) or not counts:
-        return None, "the batch job wrote a result without counts"
-    if sum(counts.values()) != job.shots:
-        return None, f"the result's counts sum to {sum(counts.values())}, not to the {job.shots} shots asked for"
-    return result, None
-
-
-def _runner_error(job: LiveJob, read_text: ReadText) -> str | None:
-    text = read_text(job.work_dir / workdir.ERROR_FILE)
-    if text is None:
-        return None
-    try:
-        error = json.loads(text).get("error")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return str(error) if error else None
-
-
-def _failure_reason(job: LiveJob, observation: JobObservation, reason: str | None, read_text: ReadText) -> str:
-    runner_error = _runner_error(job, read_text)
-    if runner_error:
-        return runner_error
-    parts = [reason or f"the batch job ended in state {observation.state}"]
-    if observation.exit_code and observation.exit_code != "0:0":
-        parts.append(f"exit code {observation.exit_code}")
-    if observation.reason and observation.reason not in ("None", ""):
-        parts.append(f"Slurm reason: {observation.reason}")
-    stderr = read_text(job.work_dir / workdir.STDERR_FILE)
-    if stderr and stderr.strip():
-        parts.append("last stderr line: " + stderr.strip().splitlines()[-1][:300])
-    return "; ".join(parts)
+        parts = [reason or f"the batch job ended in state {observation.state}"]
+        if observation.exit_code and observation.exit_code != "0:0":
+            parts.append(f"exit code {observation.exit_code}")
+        if observation.reason and observation.reason not in ("None", ""):
+            parts.append(f"Slurm reason: {observation.reason}")
+        return PackVerdict(False, True, "; ".join(parts), None, None)
+    return PackVerdict(status is JobStatus.PROCESSING or started, False, None, None, None)

@@ -1,12 +1,21 @@
-"""Run one job's circuit with Qiskit Aer: ``python -m hpc_jobs.runner <work dir>``.
+"""Run circuits with Qiskit Aer inside a batch job.
 
-The sbatch script runs this on a compute node. It reads ``circuit.qasm`` and
-``params.json`` from the work dir (layout in :mod:`hpc_jobs.workdir`) and
-writes exactly one of ``result.json`` or ``error.json``, each atomically.
+``python -m hpc_jobs.runner --pack <pack dir>`` is what every sbatch script
+runs: it imports Qiskit once and simulates the pack's jobs in the order of
+its ``pack.json``, each from its own work dir (layout in
+:mod:`hpc_jobs.workdir`). For each job it writes exactly one of
+``result.json`` or ``error.json`` atomically, then appends one line to the
+pack's ``progress.jsonl``, so the poller learns of finished jobs while the
+rest of the pack still runs. One bad circuit fails alone; a job whose work
+dir holds ``cancelled`` is skipped; a job that already has its
+``result.json`` (a requeued pack) is reported, not run again.
 
-Exit status: 0 once ``result.json`` is in place; 1 when the job failed
-(``error.json`` holds the reason, which is also printed to stderr); 2 for a
-usage error (no work dir to write into).
+``python -m hpc_jobs.runner <work dir>`` runs one job alone (for operators).
+
+Exit status: 0 once every job has its outcome written (``--pack``), or once
+``result.json`` is in place (one job); 1 when the single job failed
+(``error.json`` holds the reason, also printed to stderr); 2 for a usage
+error (no work dir or manifest to work from).
 
 ``result.json``::
 
@@ -34,6 +43,8 @@ compute node's container has only Qiskit and Aer.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import platform
 import subprocess
@@ -51,11 +62,15 @@ from qiskit_aer import AerSimulator
 
 from hpc_jobs.circuits import CircuitError, load_circuit
 from hpc_jobs.workdir import (
+    CANCELLED_FILE,
     CIRCUIT_FILE,
     ERROR_FILE,
+    MANIFEST_FILE,
     PARAMS_FILE,
+    PROGRESS_FILE,
     RESULT_FILE,
     RunParameters,
+    append_line,
     write_json_atomically,
 )
 
@@ -127,11 +142,12 @@ def _gpu_name() -> str | None:
     return names[0] if names else None
 
 
+@functools.lru_cache(maxsize=1)
 def aer_capabilities() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(simulation methods, devices) this Aer build offers, e.g. ``(("automatic", ...), ("CPU",))``.
 
     A GPU appears only with a GPU build of Aer (``qiskit-aer-gpu``) and a
-    usable CUDA device.
+    usable CUDA device. Asked once per process.
     """
     probe = AerSimulator()
     return tuple(probe.available_methods()), tuple(probe.available_devices())
@@ -168,6 +184,17 @@ def simulator_options(params: RunParameters, available_devices: tuple[str, ...])
     return options
 
 
+@functools.lru_cache(maxsize=8)
+def _simulator(options: tuple[tuple[str, Any], ...]) -> AerSimulator:
+    """One simulator per option set, reused across the jobs of a pack."""
+    return AerSimulator(**dict(options))
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(options: tuple[tuple[str, Any], ...]) -> tuple[str, ...]:
+    return tuple(aer_standard_basis(_simulator(options)))
+
+
 def run_job(work_dir: Path) -> dict[str, Any]:
     """Simulate the work dir's circuit; the ``result.json`` document.
 
@@ -183,8 +210,10 @@ def run_job(work_dir: Path) -> dict[str, Any]:
             f"unknown simulation method {params.method!r}; Aer offers {', '.join(methods)}"
         )
     options = simulator_options(params, devices)
+    # The seed goes to run(): one simulator then serves every job of a pack.
+    shared = tuple(sorted((k, v) for k, v in options.items() if k != "seed_simulator"))
     try:
-        simulator = AerSimulator(**options)
+        simulator = _simulator(shared)
     except Exception as error:  # Aer refuses some option combinations at construction
         raise RunError(f"Aer could not be set up with {options}: {error}") from None
 
@@ -197,11 +226,11 @@ def run_job(work_dir: Path) -> dict[str, Any]:
         # 100. Level 0: the circuit is simulated as submitted; Aer fuses gates.
         compiled = transpile(
             circuit,
-            basis_gates=aer_standard_basis(simulator),
+            basis_gates=list(_basis(shared)),
             optimization_level=0,
             seed_transpiler=params.seed,
         )
-        result = simulator.run(compiled, shots=params.shots).result()
+        result = simulator.run(compiled, shots=params.shots, seed_simulator=params.seed).result()
     except Exception as error:
         raise RunError(f"Aer failed: {error}") from None
     wall_time = time.perf_counter() - started
@@ -251,23 +280,10 @@ def _remove(path: Path) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (see the module docstring)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m hpc_jobs.runner <work dir>", file=sys.stderr)
-        return EXIT_USAGE
-    work_dir = Path(args[0])
-    if not work_dir.is_dir():
-        print(f"runner: {work_dir} is not a directory", file=sys.stderr)
-        return EXIT_USAGE
-
-    # In a multi-node (MPI) job every rank simulates its part; only rank 0
-    # owns the work dir's outcome files.
-    writer = mpi_rank() == 0
+def _run_one(work_dir: Path, writer: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """Simulate one work dir and write its outcome file (rank 0 only): ``(result, None)`` or ``(None, reason)``."""
     if writer:
-        # A requeued job must not leave the previous attempt's outcome behind.
-        _remove(work_dir / RESULT_FILE)
+        # A requeued job must not leave the previous attempt's error behind.
         _remove(work_dir / ERROR_FILE)
     try:
         document = run_job(work_dir)
@@ -278,12 +294,86 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if writer:
             write_json_atomically(work_dir / RESULT_FILE, document)
-        return EXIT_OK
-
-    print(f"runner: {reason}", file=sys.stderr)
+        return document, None
+    print(f"runner: {work_dir.name}: {reason}", file=sys.stderr)
     if writer:
         write_json_atomically(work_dir / ERROR_FILE, {"error": reason})
-    return EXIT_FAILED
+    return None, reason
+
+
+def _read_manifest(pack_dir: Path) -> list[tuple[str, Path]]:
+    """``[(job_id, work_dir), ...]`` from ``pack.json``; raises ``ValueError`` for a bad manifest."""
+    data = json.loads((pack_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, list):
+        raise ValueError(f"{MANIFEST_FILE} has no job list")
+    return [(str(job["job_id"]), Path(job["work_dir"])) for job in jobs]
+
+
+def run_pack(pack_dir: Path) -> int:
+    """Simulate every job of the pack in ``pack_dir`` (see the module docstring);
+    the exit status."""
+    try:
+        jobs = _read_manifest(pack_dir)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"runner: cannot read the pack manifest: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    writer = mpi_rank() == 0
+    progress = pack_dir / PROGRESS_FILE
+
+    def report(record: dict[str, Any]) -> None:
+        if writer:
+            append_line(progress, record)
+
+    report({"event": "started", "host": platform.node()})
+    for job_id, work_dir in jobs:
+        if (work_dir / CANCELLED_FILE).exists():
+            report({"job_id": job_id, "outcome": "skipped"})
+            continue
+        previous = _previous_result(work_dir)
+        if previous is not None:
+            report({"job_id": job_id, "outcome": "completed", "result": previous})
+            continue
+        result, reason = _run_one(work_dir, writer)
+        if result is not None:
+            report({"job_id": job_id, "outcome": "completed", "result": result})
+        else:
+            report({"job_id": job_id, "outcome": "failed", "error": reason})
+    report({"event": "finished"})
+    return EXIT_OK
+
+
+def _previous_result(work_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((work_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("counts") else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (see the module docstring)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--pack":
+        pack_dir = Path(args[1])
+        if not pack_dir.is_dir():
+            print(f"runner: {pack_dir} is not a directory", file=sys.stderr)
+            return EXIT_USAGE
+        return run_pack(pack_dir)
+    if len(args) != 1:
+        print("usage: python -m hpc_jobs.runner <work dir> | --pack <pack dir>", file=sys.stderr)
+        return EXIT_USAGE
+    work_dir = Path(args[0])
+    if not work_dir.is_dir():
+        print(f"runner: {work_dir} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    # In a multi-node (MPI) job every rank simulates its part; only rank 0
+    # owns the work dir's outcome files.
+    writer = mpi_rank() == 0
+    if writer:
+        _remove(work_dir / RESULT_FILE)
+    _, reason = _run_one(work_dir, writer)
+    return EXIT_OK if reason is None else EXIT_FAILED
 
 
 #: Environment variables that carry a process's MPI rank, by launcher

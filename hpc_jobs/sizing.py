@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from hpc_jobs.profiles import (
     ClusterProfile,
@@ -211,11 +212,20 @@ def default_resources(profile: ClusterProfile) -> JobResources:
     )
 
 
-def _choose_partition(profile: ClusterProfile, nodes: int, wanted_seconds: int) -> tuple[Partition, int]:
-    """The first automatic partition (profile order) that takes ``nodes`` and
-    ``wanted_seconds``; else the one of those taking ``nodes`` with the
-    longest limit. Returns it and the time limit in seconds, clamped."""
-    fitting = [p for p in profile.partitions if p.auto and p.max_nodes >= nodes]
+def _choose_partition(profile: ClusterProfile, nodes: int, wanted_seconds: int,
+                      preferred: Sequence[str] = ()) -> tuple[Partition, int]:
+    """The first partition that takes ``nodes`` and ``wanted_seconds``, trying
+    the ``preferred`` ones (a tier's, in its order) and then the automatic
+    ones in profile order; else the one of those taking ``nodes`` with the
+    longest limit. Returns it and the time limit in seconds, clamped.
+    :class:`SizingError` for a preferred name the profile does not have."""
+    known = {p.name: p for p in profile.partitions}
+    unknown = [name for name in preferred if name not in known]
+    if unknown:
+        raise SizingError(f"profile {profile.name} has no partition {', '.join(unknown)}")
+    candidates = [known[name] for name in preferred]
+    candidates += [p for p in profile.partitions if p.auto and p.name not in preferred]
+    fitting = [p for p in candidates if p.max_nodes >= nodes]
     if not fitting:
         largest = max((p for p in profile.partitions if p.auto), key=lambda p: p.max_nodes)
         raise SizingError(
@@ -242,6 +252,7 @@ def size_job(
     clifford: bool = False,
     precision: str | None = None,
     shot_by_shot: bool = False,
+    partitions: Sequence[str] = (),
 ) -> JobResources:
     """Resources for one circuit on ``profile``'s cluster.
 
@@ -249,7 +260,9 @@ def size_job(
     and ``clifford`` (``CircuitSummary.is_clifford``) describe the job;
     ``precision`` overrides the profile's (``"double"``/``"single"``);
     ``shot_by_shot`` (mid-circuit measurement) multiplies the state-vector
-    work by ``shots`` in the runtime estimate.
+    work by ``shots`` in the runtime estimate; ``partitions``: the caller's
+    tier's preferred partitions (:class:`hpc_jobs.accounting.TierScheduling`),
+    tried first, in order, before the profile's automatic ones.
 
     Method: a Clifford circuit gets ``stabilizer`` (CPU, tiny memory) when
     the profile says ``automatic``; any other circuit ``statevector``, which
@@ -288,7 +301,7 @@ def size_job(
 
     if method == "stabilizer":
         estimate = estimate_runtime_seconds(num_qubits, num_operations, shots, clifford=True)
-        partition, seconds = _choose_partition(profile, 1, _wanted_seconds(profile, estimate))
+        partition, seconds = _choose_partition(profile, 1, _wanted_seconds(profile, estimate), partitions)
         # Tableau of 2n rows of 2n+1 bits.
         state = math.ceil(2 * num_qubits * (2 * num_qubits + 1) / 8)
         host = max(parse_memory(profile.slurm.mem), RUNNER_BASE_BYTES)
@@ -332,7 +345,7 @@ def size_job(
         rate = GPU_AMPLITUDE_UPDATES_PER_SECOND * gpus * (0.5 if nodes > 1 else 1.0)
         estimate = estimate_runtime_seconds(num_qubits, num_operations, shots, amplitude_updates_per_second=rate,
                                             shot_by_shot=shot_by_shot)
-        partition, seconds = _choose_partition(profile, nodes, _wanted_seconds(profile, estimate))
+        partition, seconds = _choose_partition(profile, nodes, _wanted_seconds(profile, estimate), partitions)
         # The node's host memory in proportion to the GPUs used (LUMI-G: 60 GiB
         # per GCD), and never less than the profile's default.
         host = max(parse_memory(profile.slurm.mem), parse_memory(node.memory) * gpus_per_node // node.gpus)
@@ -357,7 +370,7 @@ def size_job(
     if num_qubits >= PARALLEL_THRESHOLD_QUBITS:
         cpus = max(cpus, node.cores)
     estimate = estimate_runtime_seconds(num_qubits, num_operations, shots, shot_by_shot=shot_by_shot)
-    partition, seconds = _choose_partition(profile, 1, _wanted_seconds(profile, estimate))
+    partition, seconds = _choose_partition(profile, 1, _wanted_seconds(profile, estimate), partitions)
     return JobResources(
         method=method, precision=precision, device="CPU", custatevec=False,
         partition=partition.name, nodes=1, ntasks_per_node=1, cpus_per_task=cpus,

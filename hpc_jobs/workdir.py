@@ -10,6 +10,22 @@
     result.json    written by the runner on success (atomically)
     error.json     written by the runner on failure: {"error": "<reason>"}
 
+A pack (several jobs in one batch job, :mod:`hpc_jobs.packing`) has its
+own folder, ``<work_root>/_packs/<pack_id>/`` (``_`` cannot start a job id)::
+
+    pack.json      the manifest: {"pack_id": ..., "jobs": [{"job_id", "work_dir"}, ...]}
+    job.sbatch     the rendered sbatch script, which runs the runner with --pack
+    stdout.log, stderr.log
+    progress.jsonl the runner's progress, appended one JSON line at a time:
+                   {"event": "started"}, then per job
+                   {"job_id", "outcome": "completed", "result": {...}} or
+                   {"job_id", "outcome": "failed", "error": "..."} or
+                   {"job_id", "outcome": "skipped"} (cancelled), and finally
+                   {"event": "finished"}
+
+Each job of a pack still gets its own ``result.json``/``error.json``; a
+job's work dir holding ``cancelled`` tells the runner to skip it.
+
 The names are fixed here so the renderer, the runner, the executors and the
 poller agree without passing paths around.
 """
@@ -30,6 +46,10 @@ STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
+CANCELLED_FILE = "cancelled"
+PACKS_DIR = "_packs"
+MANIFEST_FILE = "pack.json"
+PROGRESS_FILE = "progress.jsonl"
 
 
 @dataclass(frozen=True)
@@ -91,3 +111,35 @@ def write_atomically(path: Path, text: str) -> None:
 def write_json_atomically(path: Path, data: Any) -> None:
     """:func:`write_atomically` for a JSON document."""
     write_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``path`` with a single ``write`` on an
+    ``O_APPEND`` descriptor, then fsync: a reader sees whole lines, or a
+    last line without its newline that it must not consume yet."""
+    data = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def complete_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """Parse the whole lines of a progress file read from some offset.
+
+    Returns the records and the number of bytes consumed (up to and including
+    the last newline); a trailing partial line is left for the next read. A
+    line that is not a JSON object is skipped.
+    """
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records, end

@@ -20,8 +20,8 @@ Targets (issue 9): ``/status``, ``/results``, ``/user/me``, ``/`` at least
 0.7x; ``POST /execute`` at least 0.5x; p99 of ``/status`` at most 3x its p50;
 worker RSS growth after warm-up within 10 %. Lines missing a target end with
 ``BELOW TARGET``; ``--strict`` then exits 1. ``--submit`` adds a real
-``POST /execute`` (stored and, before the dispatcher exists, submitted to the
-local executor: it runs every job).
+``POST /execute``: each one only stores a ``queued`` row (no poller runs, so
+none is dispatched). The bench user is ``enterprise`` (no daily job limit).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def fresh_postgres_database(server_url: str):
 
 
 def seed(database_url: str) -> str:
-    """Migrate, create a ``pro`` user and one completed job; returns the user's API key."""
+    """Migrate, create an ``enterprise`` user and one completed job; returns the user's API key."""
     from gateway.accounts import create_user
     from gateway.db import Database
     from gateway.migrations import upgrade_database
@@ -149,7 +149,7 @@ def seed(database_url: str) -> str:
     database = Database(database_url)
     try:
         with database.transaction() as session:
-            created = create_user(session, email="bench@example.org", tier="pro", tiers=load_tiers())
+            created = create_user(session, email="bench@example.org", tier="enterprise", tiers=load_tiers())
             now = utcnow()
             session.add(Job(
                 id=JOB_ID, user_id=created.user_id, status="completed", qasm=BELL, shots=1024, num_qubits=2,

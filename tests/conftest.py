@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from gateway.config import Settings
 from gateway.migrations import upgrade_database
+from tests.browser import chromium  # noqa: F401 - fixture
 from tests.components import POSTGRES_URL, missing
 from tests.slurm_fixtures import *  # noqa: F401,F403 - slurm_cluster fixture
 from tests.sshd_fixtures import sshd_server  # noqa: F401 - fixture
@@ -61,7 +62,7 @@ def settings(tmp_path, database_url) -> Settings:
     """Settings of an embedded gateway (local executor) on ``database_url``."""
     base = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_DATABASE_URL": database_url})
     base.work_root.mkdir(parents=True)
-    return base.model_copy(update={"poll_interval_seconds": 0.2, "queue_check_ttl_seconds": 0})
+    return base.model_copy(update={"poll_interval_seconds": 0.2})
 
 
 @pytest.fixture

@@ -14,25 +14,53 @@ TOO_BIG_FOR_MEMORY = (
 )
 
 
-def lose_circuit_file(work_dir) -> None:
-    """Delete a just-submitted job's circuit, as a scratch purge would: the batch
-    job then fails in the runner (which reads it only after importing Qiskit,
-    a second or more after the job starts) and reports why."""
+
+def shot_by_shot_circuit(qubits: int = 12, layers: int = 10) -> str:
+    """A non-Clifford circuit that measures a qubit mid-circuit, so Aer
+    simulates every shot on its own: its run time grows with the shots
+    (12 qubits, 10 layers: about 5–10 ms per shot on one core), which makes
+    a runner as slow as a test needs without a big state. Below 14 qubits,
+    so it is sized for one core."""
+    lines = ['OPENQASM 2.0;', 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];", "creg m[1];"]
+    for layer in range(layers):
+        lines += [f"h q[{i}];" for i in range(qubits)]
+        lines += [f"cx q[{i}],q[{i + 1}];" for i in range(qubits - 1)]
+        lines += [f"rz({0.1 * (layer + 1):.2f}) q[{i}];" for i in range(qubits)]
+    lines += ["measure q[0] -> m[0];", *(f"ry(0.3) q[{i}];" for i in range(qubits)), "measure q -> c;"]
+    return "\n".join(lines)
+
+
+def lose_circuit_file(runtime, job_id: str, *, timeout: float = 30.0) -> None:
+    """Dispatch the job, then delete its circuit as a scratch purge would: the
+    pack's runner then fails it (it reads the circuit only after importing
+    Qiskit, a second or more after the batch job starts) and reports why."""
     from pathlib import Path
 
-    from hpc_jobs.workdir import CIRCUIT_FILE
-
-    (Path(work_dir) / CIRCUIT_FILE).unlink()
-
-
-def drive_until_final(runtime, job_id: str, *, timeout: float = 90.0):
-    """Run poller cycles until the job is final; returns the stored job."""
+    from gateway.dispatcher import dispatch_cycle
     from gateway.models import Job
-    from gateway.poller import run_cycle
+    from hpc_jobs.workdir import CIRCUIT_FILE
 
     deadline = time.monotonic() + timeout
     while True:
-        run_cycle(runtime)
+        dispatch_cycle(runtime)
+        with runtime.db.session() as session:
+            job = session.get(Job, job_id)
+        if job.scheduler_job_id is not None:
+            (Path(job.work_dir) / CIRCUIT_FILE).unlink()
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} not dispatched after {timeout} s")
+        time.sleep(0.1)
+
+
+def drive_until_final(runtime, job_id: str, *, timeout: float = 90.0):
+    """Run dispatcher and poller cycles until the job is final; returns the stored job."""
+    from gateway.models import Job
+    from gateway.poller import service_cycle
+
+    deadline = time.monotonic() + timeout
+    while True:
+        service_cycle(runtime)
         with runtime.db.session() as session:
             job = session.get(Job, job_id)
         if JobStatus(job.status).is_final:

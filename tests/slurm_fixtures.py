@@ -6,6 +6,8 @@ Imported by ``tests/conftest.py`` so any test module can ask for
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from hpc_jobs.slurm.commands import ScontrolPing
@@ -35,3 +37,33 @@ def slurm_cluster() -> LocalTransport:
         message = f"no Slurm controller answers scontrol ping ({'; '.join(detail) or 'no output'}); run `make slurm-up`"
         missing("Slurm", message)
     return transport
+
+
+def slurm_states(scheduler_job_ids: list[str], *, timeout: float = 30.0) -> dict[str, str]:
+    """Slurm's own final word on batch jobs (``sacct -X``), e.g. ``{"812":
+    "TIMEOUT", "813": "CANCELLED by 0"}``. Waits up to ``timeout`` seconds for
+    slurmdbd to list every one of them as ended; fails the test otherwise."""
+    from tests.stack import wait_until
+
+    def ask():
+        out = subprocess.run(["sacct", "-X", "-P", "--noheader", "--format=JobIDRaw,State",
+                              "-j", ",".join(scheduler_job_ids)], capture_output=True, text=True, timeout=30).stdout
+        states = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+        ended = all(states.get(i, "PENDING").split()[0] not in ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")
+                    for i in scheduler_job_ids)
+        return states if ended else None
+
+    return wait_until(ask, timeout=timeout, what=f"sacct final states of {scheduler_job_ids}", pause=1)
+
+
+def scancel_unended_packs(records) -> None:
+    """scancel the Slurm jobs of a stack's packs that have not ended
+    (:class:`tests.stack.Records`), so a failed test leaves the node free."""
+    import sqlalchemy
+
+    try:
+        alive = [p.scheduler_job_id for p in records.packs() if p.scheduler_job_id and p.state != "ended"]
+    except sqlalchemy.exc.SQLAlchemyError:  # the stack never created its tables
+        return
+    if alive:
+        subprocess.run(["scancel", *alive], capture_output=True, timeout=30)

@@ -35,6 +35,29 @@ class Stack:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def submit_batch(self, circuits: list[dict]) -> dict:
+        """``POST /batches`` with ``circuits`` (``{"qasm", "shots", "job_id"?}`` each); the 201 answer."""
+        response = requests.post(f"{self.base_url}/batches", json={"circuits": circuits}, headers=self.headers(),
+                                 timeout=120)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def wait_batch(self, batch_id: str, timeout: float = 180) -> dict:
+        """``GET /batches/{batch_id}`` once every job of the batch is final."""
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = requests.get(f"{self.base_url}/batches/{batch_id}", headers=self.headers(), timeout=30).json()
+            if batch["done"]:
+                return batch
+            if time.monotonic() > deadline:
+                raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch['counts']}")
+            time.sleep(0.5)
+
+    @property
+    def work_root(self) -> Path:
+        """Where the jobs' and packs' work dirs are (``QCOS_WORK_ROOT``, default ``<state>/jobs``)."""
+        return Path(self.env.get("QCOS_WORK_ROOT") or Path(self.env["QCOS_STATE_DIR"]) / "jobs")
+
     def wait_final(self, job_id: str, timeout: float = 180) -> dict:
         """``/status`` once the job is final (uses ``/results?wait=true`` to wait)."""
         deadline = time.monotonic() + timeout
@@ -45,6 +68,64 @@ class Stack:
             if status["status"] in ("completed", "failed"):
                 return status
         raise AssertionError(f"job {job_id} not final after {timeout} s: {status}")
+
+
+class Records:
+    """A stack's database, read only: jobs and packs as the dispatcher and
+    poller left them (what the API does not show: a job's pack, how often it
+    was dispatched, a pack's Slurm id). ``close()`` when done."""
+
+    def __init__(self, database_url: str):
+        import sqlalchemy
+
+        self.engine = sqlalchemy.create_engine(database_url)
+
+    def jobs(self, ids):
+        """``{job_id: Job}`` for ``ids`` (detached rows)."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from gateway.models import Job
+
+        with Session(self.engine) as session:
+            return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(list(ids))))}
+
+    def status(self, job_id: str) -> str | None:
+        """The job's status now (read here rather than through the rate-limited API)."""
+        return self.jobs([job_id])[job_id].status
+
+    def packs(self):
+        """Every pack, oldest first."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from gateway.models import Pack
+
+        with Session(self.engine) as session:
+            return list(session.scalars(select(Pack).order_by(Pack.created_at)))
+
+    def pack(self, pack_id: str):
+        from sqlalchemy.orm import Session
+
+        from gateway.models import Pack
+
+        with Session(self.engine) as session:
+            return session.get(Pack, pack_id)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def wait_until(check, *, timeout: float, what: str, pause: float = 0.2):
+    """``check()``'s first truthy value; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout} s")
+        time.sleep(pause)
 
 
 def _free_port() -> int:
@@ -111,6 +192,18 @@ def second_gateway(stack: Stack, log: Path, *, preload: bool = False):
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop([gunicorn])
+
+
+@contextmanager
+def second_poller(stack: Stack, log: Path):
+    """Another ``qcos poller`` (with its dispatcher) on the same database and
+    settings as ``stack``, e.g. on a second host; stopped on exit."""
+    poller = subprocess.Popen([str(BIN / "qcos"), "poller"], env=stack.env, cwd=REPO_ROOT, stdout=open(log, "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield poller
+    finally:
+        _stop([poller])
 
 
 def _start_gunicorn(env: dict[str, str], log: Path, *, preload: bool) -> subprocess.Popen:

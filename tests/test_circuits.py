@@ -17,7 +17,16 @@ from qiskit.circuit.library import C3SXGate, HGate, RC3XGate, RZZGate, SwapGate
 from qiskit.quantum_info import Operator
 from qiskit_aer import AerSimulator
 
-from hpc_jobs.circuits import CircuitError, CircuitLimits, load_circuit, summarize
+from hpc_jobs import circuits
+from hpc_jobs.circuits import (
+    CircuitError,
+    CircuitLimits,
+    ValidationBudget,
+    load_circuit,
+    simulates_shot_by_shot,
+    summarize,
+    validation_cost,
+)
 
 QASMBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "qasmbench"
 SMALL_FILES = sorted((QASMBENCH / "small").glob("*/*.qasm")) if QASMBENCH.is_dir() else []
@@ -194,7 +203,37 @@ BAD = {
                               None, "a value it can never hold"),
     "infinite parameter": (HEADER + "qreg q[1];\ncreg c[1];\nrx(1e308*10) q[0];\nmeasure q -> c;\n", None, None,
                            "not a finite number"),
-    "binary garbage": ("\x00\xff\xfe garbage", 1, 1, "doesn't match any valid tokens"),
+    "binary garbage": ("\x01\xff\xfe garbage", 1, 1, "doesn't match any valid tokens"),
+    # PostgreSQL cannot store these in a text column.
+    "a NUL in a comment": ("// a\x00b\n" + HEADER + "qreg q[1];\ncreg c[1];\nmeasure q -> c;\n", 1, 5,
+                           "NUL character"),
+    "an unpaired surrogate": (HEADER + "// \ud800\nqreg q[1];\ncreg c[1];\nmeasure q -> c;\n", 3, 4,
+                              "unpaired surrogate (U+D800)"),
+    # Integers of 2**64 or more make Qiskit's lexer panic.
+    "an index of 2**64": (HEADER + "qreg q[2];\nh q[18446744073709551616];\n", 4, 5, "too large"),
+    "a measured index of 2**70": (HEADER + "qreg q[2];\ncreg c[2];\nmeasure q[1180591620717411303424] -> c[0];\n",
+                                  5, 11, "too large"),
+    "a barrier index with 30 digits": (HEADER + "qreg q[2];\nbarrier q[123456789012345678901234567890];\n", 4, 11,
+                                       "too large"),
+    "a version of 2.(2**64)": ("OPENQASM 2.18446744073709551616;\nqreg q[1];\n", 1, 1, "is not supported"),
+    "more gate definitions than allowed": (
+        HEADER + "".join(f"gate g{i} a {{ h a; }}\n" for i in range(1001)),
+        None,
+        None,
+        "1001 gate definitions; at most 1000 are allowed",
+    ),
+    "gates nested deeper than allowed": (
+        HEADER + "gate g0 a { h a; }\n" + "".join(f"gate g{i} a {{ g{i - 1} a; }}\n" for i in range(1, 65)),
+        67,
+        1,
+        "gate 'g64' nests gate definitions 65 deep; at most 64 levels are allowed",
+    ),
+    "too many conditional operations": (
+        HEADER + "qreg q[1];\ncreg c[1];\n" + "if(c==1) x q;\n" * 12_000 + "measure q -> c;\n",
+        None,
+        None,
+        "too costly to check",
+    ),
     "redefining a qelib1 gate": (
         HEADER + "gate cx a,b { h a; }\nqreg q[2];\ncreg c[2];\nmeasure q -> c;\n",
         3,
@@ -241,10 +280,10 @@ BAD = {
         "1100 classical bits; at most 1024",
     ),
     "broadcasts that expand past the operation limit": (
-        HEADER + "qreg q[1000];\n" + "h q;\n" * 1001,
+        HEADER + "qreg q[1000];\n" + "h q;\n" * 151,
         None,
         None,
-        "at most 200000 are allowed",
+        "at most 150000 are allowed",
     ),
 }
 
@@ -447,10 +486,12 @@ def test_exponentially_nested_gates_are_refused_quickly():
     assert time.perf_counter() - started < 2
 
 
-def test_deeply_nested_gates_are_inlined_without_recursion():
-    definitions = "gate g0 a { x a; }\n" + "".join(f"gate g{i} a {{ g{i - 1} a; }}\n" for i in range(1, 2500))
-    circuit = load_circuit(HEADER + definitions + "qreg q[1];\ncreg c[1];\ng2499 q[0];\nmeasure q -> c;\n")
+def test_gates_nested_as_deep_as_allowed_are_inlined_without_recursion():
+    definitions = "gate g0 a { x a; }\n" + "".join(f"gate g{i} a {{ g{i - 1} a; }}\n" for i in range(1, 64))
+    circuit = load_circuit(HEADER + definitions + "qreg q[1];\ncreg c[1];\ng63 q[0];\nmeasure q -> c;\n")
     assert circuit.count_ops() == {"x": 1, "measure": 1}
+    with pytest.raises(CircuitError, match="nests gate definitions 4 deep; at most 3"):
+        load_circuit(HEADER + definitions + "qreg q[1];\n", CircuitLimits(max_gate_nesting=3))
 
 
 def test_a_file_gate_inside_a_condition_is_inlined():
@@ -463,6 +504,170 @@ def test_a_file_gate_inside_a_condition_is_inlined():
     assert [instruction.operation.name for instruction in block.data] == ["x", "x"]
     assert sample(circuit) == {"11": 200}
 
+
+
+# --- hostile programs: nothing crashes, and nothing costs more than ~2 s ------
+
+
+def test_a_panic_in_qiskits_rust_code_is_a_circuit_error(mocker):
+    # A real PanicException, from an input the pre-scan would have refused.
+    with pytest.raises(BaseException) as panic:
+        qasm2.loads(HEADER + "qreg q[1];\nh q[18446744073709551616];\n")
+    assert not isinstance(panic.value, Exception)  # it escapes "except Exception"
+
+    def panics(*args, **kwargs):
+        raise panic.value
+
+    mocker.patch.object(circuits._qasm2_parser, "bytecode_from_string", panics)
+    with pytest.raises(CircuitError, match="could not read the program"):
+        load_circuit(BELL)
+
+
+def test_a_panic_while_expanding_a_gate_is_a_circuit_error(mocker):
+    with pytest.raises(BaseException) as panic:
+        qasm2.loads(HEADER + "qreg q[1];\nh q[18446744073709551616];\n")
+
+    def panics(self):
+        raise panic.value
+
+    mocker.patch("qiskit.qasm2.parse._DefinedGate._define", panics)
+    with pytest.raises(CircuitError, match="could not be expanded"):
+        load_circuit(HEADER + "gate g a { h a; }\nqreg q[1];\ncreg c[1];\ng q[0];\nmeasure q -> c;\n")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "h q[18446744073709551615];",  # 2**64 - 1: read, then out of range
+        "rz(184467440737095516160000) q[0];",  # an integer in an expression
+        "rz(18446744073709551616.5) q[0];",  # a real
+        "rz(1.18446744073709551616123456789) q[0];",  # many decimals
+        "rz(1e+18446744073709551616) q[0];",  # an exponent: infinite, refused as such
+    ],
+)
+def test_long_numbers_are_refused_cleanly_or_read(body):
+    source = HEADER + "qreg q[1];\ncreg c[1];\n" + body + "\nmeasure q -> c;\n"
+    try:
+        load_circuit(source)
+    except CircuitError as error:
+        assert "too large" in str(error) or "out-of-range" in str(error) or "finite" in str(error)
+
+
+def test_a_batch_shares_one_validation_budget():
+    cost = validation_cost(BELL)
+    assert cost == 4
+    budget = ValidationBudget(3 * cost)
+    for _ in range(3):
+        load_circuit(BELL, budget=budget)
+    assert budget.remaining == 0
+    with pytest.raises(CircuitError, match="too costly"):
+        load_circuit(BELL, budget=budget)
+
+
+def _filled(head: str, statement, tail: str, limit: int = 1 << 20) -> str:
+    """``head`` + ``statement(i)`` for i = 0, 1, ... + ``tail``, as close to ``limit`` bytes as fits."""
+    parts, size, i = [head], len(head) + len(tail), 0
+    while size + len(text := statement(i)) <= limit:
+        parts.append(text)
+        size += len(text)
+        i += 1
+    return "".join(parts) + tail
+
+
+def _to_budget(head: str, statement, tail: str) -> str:
+    """``head`` + as many ``statement(i)`` as the validation budget allows + ``tail``.
+
+    The cost of such a program is linear in the number of statements, so two
+    small programs tell how many fit.
+    """
+    def program(n: int) -> str:
+        return head + "".join(statement(i) for i in range(n)) + tail
+
+    one, two = validation_cost(program(1)), validation_cost(program(2))
+    return program(1 + (_WORK - one) // (two - one))
+
+
+_WORK = CircuitLimits().max_validation_work
+_Q1 = HEADER + "qreg q[1];\ncreg c[1];\n"
+_Q2 = HEADER + "qreg q[2];\ncreg c[2];\n"
+_END = "measure q -> c;\n"
+_FAN = "gate f0 a,b { cx a,b; cx b,a; }\n" + "".join(
+    f"gate f{i} a,b {{ f{i - 1} a,b; f{i - 1} b,a; }}\n" for i in range(1, 16))
+_PFAN = "gate p0(t) a,b { rz(t) a; cx b,a; }\n" + "".join(
+    f"gate p{i}(t) a,b {{ p{i - 1}(t) a,b; p{i - 1}(t+1) b,a; }}\n" for i in range(1, 16))
+_CHAIN = "gate c0(t) a { rz(t) a; }\n" + "".join(f"gate c{i}(t) a {{ c{i - 1}(t+1) a; }}\n" for i in range(1, 64))
+_BIG_BODY = "gate big(t) a { " + "".join(f"rz(t*{j}) a; " for j in range(1000)) + "}\n"
+_LONG_EXPRESSION = "gate long(t) a { rz(t" + "+t" * 8000 + ") a; }\n"
+_MANY = "".join(f"gate m{i}(t) a {{ rz(t) a; h a; }}\n" for i in range(1000))
+
+# Each program is as large as one bound lets it be (bytes, operations or cost).
+WORST_CASES = {
+    "1 MiB of h q[0];": lambda: _filled(_Q1, lambda i: "h q[0];", _END),
+    "1 MiB of u3 with parameters": lambda: _filled(_Q2, lambda i: f"u3({i}.5,{i}.25,{i}) q[{i % 2}];", _END),
+    # The pre-scan counts each use of a register at its size, and each ";" once.
+    "broadcasts over 1024 qubits": lambda: HEADER + "qreg q[1024];\ncreg c[1024];\n" + "x q;" * 144 + _END,
+    "conditional operations": lambda: _to_budget(_Q1, lambda i: "if(c==1) x q;", _END),
+    "file-gate calls, each with new parameters": lambda: _to_budget(
+        _Q1 + "gate g(t) a { rz(t) a; }\n", lambda i: f"g({i}) q[0];", _END),
+    "file-gate calls, same parameters": lambda: _to_budget(
+        _Q1 + "gate g(t) a { rz(t) a; }\n", lambda i: "g(1) q[0];", _END),
+    "conditional file-gate calls with new parameters": lambda: _to_budget(
+        _Q1 + "gate g(t) a { rz(t) a; }\n", lambda i: f"if(c==1) g({i}) q[0];", _END),
+    "two-qubit fan-out of gates without parameters": lambda: _to_budget(
+        _Q2 + _FAN, lambda i: "f12 q[0],q[1];", _END),
+    "two-qubit fan-out with new parameters at each level": lambda: _to_budget(
+        _Q2 + _PFAN, lambda i: f"p9({i}) q[0],q[1];", _END),
+    "64-deep chains with new parameters": lambda: _to_budget(_Q1 + _CHAIN, lambda i: f"c63({i}) q[0];", _END),
+    "a 1000-operation gate with new parameters": lambda: _to_budget(
+        _Q1 + _BIG_BODY, lambda i: f"big({i}) q[0];", _END),
+    "a long expression with new parameters": lambda: _to_budget(
+        _Q1 + _LONG_EXPRESSION, lambda i: f"long({i}) q[0];", _END),
+    "1000 gate definitions, called with new parameters": lambda: _to_budget(
+        _Q1 + _MANY, lambda i: f"m{i % 1000}({i}) q[0];", _END),
+    "barriers over 1024 qubits": lambda: _filled(
+        HEADER + "qreg q[1024];\ncreg c[1024];\n",
+        lambda i: "barrier " + ",".join(f"q[{j}]" for j in range(1024)) + ";", _END),
+    "deeply nested parentheses": lambda: _Q1 + "rz(" + "(" * 400_000 + "1" + ")" * 400_000 + ") q[0];\n" + _END,
+}
+
+
+@pytest.mark.parametrize("make", WORST_CASES.values(), ids=WORST_CASES.keys())
+def test_worst_cases_within_the_bounds_are_cheap(make, request):
+    """Each program is accepted and near one of the bounds; what a submission
+    does with it (load, summarize, shot-by-shot test) stays near 2 s of CPU
+    or less (measured on a 2-core machine under load; run with -s for the
+    figures)."""
+    source = make()
+    cost = validation_cost(source)
+    assert len(source.encode()) > 0.75 * (1 << 20) or cost > 0.95 * _WORK
+    started = time.process_time()
+    circuit = load_circuit(source)
+    summarize(circuit)
+    simulates_shot_by_shot(circuit)
+    seconds = time.process_time() - started
+    print(f"\nvalidation bench: {request.node.callspec.id}: {seconds:.2f} s CPU, {len(source)} bytes,"
+          f" {circuit.size()} operations, cost {cost} of {_WORK}")
+    assert seconds < 2.5
+
+
+def test_validation_time_does_not_grow_with_the_square_of_gate_definitions():
+    # 42,500 nested definitions took 93 s; now the count is refused first.
+    source = HEADER + "gate g0 a{h a;}\n" + "".join(f"gate g{i} a{{g{i - 1} a;}}\n" for i in range(1, 42_500))
+    source += "qreg q[1];\ncreg c[1];\ng42499 q[0];\nmeasure q -> c;\n"
+    assert len(source.encode()) < 1 << 20
+    started = time.process_time()
+    with pytest.raises(CircuitError, match="at most 1000 are allowed"):
+        load_circuit(source)
+    assert time.process_time() - started < 0.5
+
+
+def test_a_fan_out_to_2_17_operations_is_refused_before_it_is_built():
+    # It took 10 s to build; now its cost is known from the parse.
+    fan = _FAN + "gate f16 a,b { f15 a,b; f15 b,a; }\n"
+    started = time.process_time()
+    with pytest.raises(CircuitError, match="too costly"):
+        load_circuit(_Q2 + fan + "f16 q[0],q[1];\n" + _END)
+    assert time.process_time() - started < 0.5
 
 
 @pytest.mark.parametrize(

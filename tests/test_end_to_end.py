@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from tests.conftest import BELL, CORPUS
-from tests.helpers import lose_circuit_file
-from tests.stack import gateway_stack
+from tests.helpers import shot_by_shot_circuit
+from tests.slurm_fixtures import scancel_unended_packs, slurm_states
+from tests.stack import Records, gateway_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -55,17 +56,23 @@ class TestThroughSlurm:
         deadline = time.monotonic() + 30
         while True:
             accounting = subprocess.run(
-                ["sacct", "-P", "--noheader", "-X", "--name=qcos-bell-e2e-slurm", "--format=JobName,State",
-                 "--starttime=now-1hour"], capture_output=True, text=True, timeout=30,
+                ["sacct", "-P", "--noheader", "-X", "--format=JobName,State", "--starttime=now-1hour"],
+                capture_output=True, text=True, timeout=30,
             ).stdout.splitlines()
-            if "qcos-bell-e2e-slurm|COMPLETED" in accounting or time.monotonic() > deadline:
+            packs = [line for line in accounting if line.startswith("qcos-pack-") and line.endswith("|COMPLETED")]
+            if packs or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert "qcos-bell-e2e-slurm|COMPLETED" in accounting
+        assert packs, accounting
 
     def test_a_circuit_that_fails_in_the_batch_job_ends_failed_with_its_reason(self, slurm_stack):
         job = slurm_stack.submit(BELL, 10)
-        lose_circuit_file(Path(slurm_stack.env["QCOS_STATE_DIR"]) / "jobs" / job["job_id"])
+        circuit = Path(slurm_stack.env["QCOS_STATE_DIR"]) / "jobs" / job["job_id"] / "circuit.qasm"
+        deadline = time.monotonic() + 30
+        while not circuit.exists():  # written by the dispatcher with the pack
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        circuit.unlink()
         status = slurm_stack.wait_final(job["job_id"])
         assert status["status"] == "failed" and status["result"] is None
         assert "circuit.qasm" in status["error"]
@@ -73,24 +80,25 @@ class TestThroughSlurm:
                                 timeout=10)
         assert response.json()["error_code"] == "JOB_FAILED"
 
-    def test_a_cancelled_job_is_cancelled_in_slurm_and_stays_failed(self, slurm_stack):
-        job = slurm_stack.submit(BELL, 1024, job_id="cancel-e2e-slurm")
-        response = requests.delete(f"{slurm_stack.base_url}/jobs/{job['job_id']}", headers=slurm_stack.headers(),
-                                   timeout=30)
-        assert response.json()["status"] == "failed"
-        time.sleep(5)  # several poller cycles
-        status = requests.get(f"{slurm_stack.base_url}/status/{job['job_id']}", headers=slurm_stack.headers(),
-                              timeout=10).json()
-        assert (status["status"], status["error"]) == ("failed", "cancelled by the user")
-        deadline = time.monotonic() + 30
-        while True:
-            states = subprocess.run(["sacct", "-P", "--noheader", "-X", "--name=qcos-cancel-e2e-slurm",
-                                     "--format=State", "--starttime=now-1hour"],
-                                    capture_output=True, text=True, timeout=30).stdout.split()
-            if any(state.startswith("CANCELLED") for state in states) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert any(state.startswith("CANCELLED") for state in states), states
+    def test_a_job_cancelled_while_its_pack_runs_is_cancelled_in_slurm_and_stays_failed(self, slurm_stack):
+        # Alone in its pack, and slow: once it is cancelled the pack has nothing
+        # left to run, so the poller scancels it.
+        records = Records(slurm_stack.env["QCOS_DATABASE_URL"])
+        try:
+            job = slurm_stack.submit(shot_by_shot_circuit(), 100_000, job_id="cancel-e2e-slurm")
+            wait_until(lambda: records.status(job["job_id"]) == "processing", timeout=120, what="the pack running")
+            response = requests.delete(f"{slurm_stack.base_url}/jobs/{job['job_id']}",
+                                       headers=slurm_stack.headers(), timeout=30)
+            assert response.json()["status"] == "failed"
+            pack = records.pack(records.jobs([job["job_id"]])[job["job_id"]].pack_id)
+            wait_until(lambda: records.pack(pack.id).state == "ended", timeout=60, what="the pack ended")
+            status = requests.get(f"{slurm_stack.base_url}/status/{job['job_id']}", headers=slurm_stack.headers(),
+                                  timeout=10).json()
+        finally:
+            scancel_unended_packs(records)
+            records.close()
+        assert (status["status"], status["error"], status["result"]) == ("failed", "cancelled by the user", None)
+        assert slurm_states([pack.scheduler_job_id])[pack.scheduler_job_id].startswith("CANCELLED")
 
     def test_admin_sees_the_cluster_and_a_dry_run_asks_slurm(self, slurm_stack):
         import re
@@ -158,7 +166,8 @@ def test_the_gateway_reaches_slurm_over_ssh(tmp_path, slurm_cluster, sshd_server
         job = stack.submit(BELL, 512, job_id="bell-over-ssh")
         _assert_bell(stack.wait_final(job["job_id"]), 512)
         assert (remote_root / "bell-over-ssh" / "result.json").exists()
-        assert not (tmp_path / "state" / "staging" / "bell-over-ssh").exists()
+        assert list((remote_root / "_packs").glob("pack-*/progress.jsonl"))
+        assert not list((tmp_path / "state" / "staging").glob(".pack-*"))
         dry = requests.post(f"{stack.base_url}/execute?dry_run=true", json={"qasm": BELL, "shots": 10},
                             headers=stack.headers(), timeout=30).json()
         assert dry["slurm_test_only"]["accepted"] is True
@@ -169,49 +178,46 @@ def test_the_gateway_reaches_slurm_over_ssh(tmp_path, slurm_cluster, sshd_server
 
 @pytest.mark.slurm
 @pytest.mark.postgres
-def test_a_job_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm_cluster, postgres_url):
-    """The gateway stopped between sbatch and recording the Slurm id: the
-    poller finds the batch job by its name (qcos-<job_id>) and adopts it."""
-    import secrets
+def test_a_pack_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slurm_cluster, postgres_url, mocker):
+    """The dispatcher lost sbatch's answer (or died right after sbatch): the
+    next recovery finds the batch job by its name (qcos-pack-<hex>) and adopts
+    it instead of submitting the pack again."""
     from datetime import timedelta
 
-    from sqlalchemy import update
-
-    from gateway import create_app
+    from gateway import create_app, dispatcher
     from gateway.config import Settings
     from gateway.migrations import upgrade_database
-    from gateway.models import Job, utcnow
-    from gateway.poller import run_cycle
-    from hpc_jobs.workdir import RunParameters
-    from tests.conftest import make_user
-    from tests.helpers import drive_until_final
+    from gateway.models import utcnow
+    from hpc_jobs.executors.base import SubmissionUnconfirmed
+    from tests.gateway.test_dispatch import _drive
 
     upgrade_database(postgres_url)
     settings = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
-                                  "QCOS_DATABASE_URL": postgres_url, "QCOS_MISSING_GRACE": "600"})
-    runtime = create_app({"QCOS_SETTINGS": settings}).extensions["qcos"]
-    user_id = make_user(runtime)[0]
-    job_id = "lost-answer-" + secrets.token_hex(4)
-    created = utcnow()
-    work_dir = runtime.work_dirs.stage(job_id=job_id, qasm=BELL, profile=runtime.profile,
-                                       params=RunParameters(job_id=job_id, shots=64, seed=3))
-    lost = runtime.executor.submit(work_dir, job_name=f"qcos-{job_id}")  # its answer never reaches the database
-    with runtime.db.transaction() as session:
-        session.add(Job(id=job_id, user_id=user_id, status="queued", qasm=BELL, shots=64, num_qubits=2,
-                        request_hash="-", executor="slurm", cluster_profile="dev", work_dir=str(work_dir),
-                        created_at=created))
-    # The poller looks for such rows once they are RECOVERY_AFTER old; let that time pass.
-    with runtime.db.transaction() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(created_at=created - timedelta(seconds=31)))
+                                          "QCOS_DATABASE_URL": postgres_url}).model_copy(update={"submit_recovery_seconds": 0})
+    app = create_app({"QCOS_SETTINGS": settings})
+    runtime = app.extensions["qcos"]
+    from tests.conftest import make_user
+
+    key = make_user(runtime)[1]
+    client = app.test_client()
+    ids = [client.post("/execute", json={"qasm": BELL, "shots": 64}, headers={"X-API-Key": key}).get_json()["job_id"]
+           for _ in range(3)]
+    time.sleep(settings.pack_linger_seconds + 0.1)
+    [pack_id] = dispatcher.plan_cycle(runtime, now=utcnow())
+    real_submit = runtime.executor.submit
+    submitted = []
+
+    def answer_lost(work_dir, **kwargs):
+        submitted.append(real_submit(work_dir, **kwargs))
+        raise SubmissionUnconfirmed("sbatch printed no job id")
+
+    mocker.patch.object(runtime.executor, "submit", side_effect=answer_lost)
+    dispatcher.submit_cycle(runtime, now=utcnow())
     deadline = time.monotonic() + 30
-    while True:  # slurmdbd indexes a new job by name within moments
-        run_cycle(runtime)
-        with runtime.db.session() as session:
-            adopted = session.get(Job, job_id).scheduler_job_id
-        if adopted or time.monotonic() > deadline:
-            break
+    while not dispatcher.recover_cycle(runtime, now=utcnow() + timedelta(seconds=1)):
+        assert time.monotonic() < deadline  # slurmdbd indexes a new job by name within moments
         time.sleep(1)
-    assert adopted == lost
-    job = drive_until_final(runtime, job_id)
-    assert job.status == "completed", job.error
-    assert sum(job.result["counts"].values()) == 64
+    mocker.stopall()
+    jobs = _drive(runtime, ids)
+    assert {job.status for job in jobs.values()} == {"completed"}
+    assert {job.scheduler_job_id for job in jobs.values()} == set(submitted) and len(submitted) == 1

@@ -87,3 +87,21 @@ def test_base_state_strips_flags_and_actor():
 )
 def test_final_statuses_never_change(current, new, allowed):
     assert can_transition(current, new) is allowed
+
+
+@pytest.mark.parametrize(("state", "runner_reported", "expected"), [
+    ("TIMEOUT", False, "timeout"),
+    ("OUT_OF_MEMORY", False, "out_of_memory"),
+    ("NODE_FAIL", False, "node_failure"),
+    ("CANCELLED by 0", False, "cancelled_in_slurm"),
+    ("FAILED", False, "batch_job"),
+    ("FAILED", True, "runner"),
+    ("COMPLETED", False, "runner"),          # exited 0 without a valid result
+    (None, False, "lost"),
+    ("SOMETHING_NEW", False, "other"),
+])
+def test_failures_fall_into_a_few_classes_for_counting(state, runner_reported, expected):
+    from hpc_jobs.lifecycle import FAILURE_CLASSES, failure_class
+
+    assert failure_class(state, runner_reported=runner_reported) == expected
+    assert expected in FAILURE_CLASSES

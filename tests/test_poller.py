@@ -1,123 +1,101 @@
-"""Poll cycles: scheduler observations become statuses, results, and reasons."""
+"""Judging packs: scheduler observations and progress lines become decisions."""
 
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from gateway.models import utcnow
 from hpc_jobs.executors.base import JobObservation
-from hpc_jobs.executors.local import LocalExecutor
 from hpc_jobs.lifecycle import JobStatus
-from hpc_jobs.poller import LiveJob, poll_cycle
-from hpc_jobs.workdir import ERROR_FILE, RESULT_FILE, SCRIPT_FILE
+from hpc_jobs.poller import checked_result, judge_pack, outcome_from_files, read_progress
+from hpc_jobs.workdir import append_line, complete_lines
+
+NOW = utcnow()
 
 
-def _finished_job(executor, root: Path, name: str, script: str, *, shots=10, files=None) -> LiveJob:
-    work_dir = root / name
-    work_dir.mkdir()
-    (work_dir / SCRIPT_FILE).write_text("#!/bin/bash\n" + script + "\n")
-    for file_name, content in (files or {}).items():
-        (work_dir / file_name).write_text(content)
-    job_id = executor.submit(work_dir, job_name=f"qcos-{name}")
-    deadline = time.monotonic() + 20
-    while executor.observe([job_id])[job_id].state not in ("COMPLETED", "FAILED"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return LiveJob(name, job_id, JobStatus.PROCESSING, work_dir, shots, utcnow())
+def _judge(observation, *, complete=True, finished=False, started=False, missing_since=None, unknown_since=None,
+           now=NOW, grace=60.0, unknown_grace=600.0):
+    return judge_pack(observation, complete=complete, finished=finished, started=started,
+                      missing_since=missing_since, unknown_since=unknown_since, now=now, missing_grace=grace,
+                      unknown_grace=unknown_grace)
 
 
-@pytest.fixture
-def executor(tmp_path):
-    return LocalExecutor(tmp_path / "registry")
+def _seen(state, **extra):
+    return JobObservation("42", state, **extra)
 
 
-def _cycle(executor, jobs, grace=60.0, now=None):
-    return {u.job_id: u for u in poll_cycle(executor, jobs, now=now or utcnow(), missing_grace_seconds=grace)}
+def test_pending_pack_waits_and_running_pack_runs():
+    assert not _judge(_seen("PENDING")).running and not _judge(_seen("PENDING")).ended
+    assert _judge(_seen("RUNNING")).running
 
 
-def test_completed_job_brings_its_result(executor, tmp_path):
-    result = {"counts": {"0": 4, "1": 6}, "num_qubits": 1, "shots": 10}
-    job = _finished_job(executor, tmp_path, "good", "true", files={RESULT_FILE: json.dumps(result)})
-    update = _cycle(executor, [job])["good"]
-    assert update.status is JobStatus.COMPLETED and update.result == result and update.seen
+def test_completed_pack_ends_cleanly_and_failed_pack_says_why():
+    assert _judge(_seen("COMPLETED")) .ended and _judge(_seen("COMPLETED")).reason is None
+    verdict = _judge(_seen("TIMEOUT", exit_code="0:15"))
+    assert verdict.ended and "time limit" in verdict.reason and "0:15" in verdict.reason
 
 
-@pytest.mark.parametrize(
-    ("files", "reason"),
-    [
-        ({}, "without writing a result"),
-        ({RESULT_FILE: "{broken"}, "unreadable result"),
-        ({RESULT_FILE: json.dumps({"counts": {}})}, "without counts"),
-        ({RESULT_FILE: json.dumps({"counts": {"0": 3}})}, "sum to 3, not to the 10 shots"),
-    ],
-)
-def test_exit_zero_without_a_valid_result_is_a_failure(executor, tmp_path, files, reason):
-    job = _finished_job(executor, tmp_path, "hollow", "true", files=files)
-    update = _cycle(executor, [job])["hollow"]
-    assert update.status is JobStatus.FAILED and reason in update.error and update.result is None
+def test_a_missing_pack_is_given_up_only_after_the_grace_period():
+    first = _judge(None)
+    assert not first.ended and first.missing_since == NOW
+    later = _judge(None, missing_since=NOW - timedelta(seconds=61))
+    assert later.ended and "neither squeue nor sacct" in later.reason
 
 
-def test_failed_job_gets_the_runners_reason(executor, tmp_path):
-    job = _finished_job(executor, tmp_path, "err", "exit 1",
-                        files={ERROR_FILE: json.dumps({"error": "simulation failed: Insufficient memory"})})
-    assert _cycle(executor, [job])["err"].error == "simulation failed: Insufficient memory"
+def test_absence_proves_nothing_when_a_source_failed():
+    verdict = _judge(None, complete=False, missing_since=None)
+    assert not verdict.ended and verdict.missing_since is None
 
 
-def test_failed_job_without_runner_reason_says_exit_code_and_last_stderr_line(executor, tmp_path):
-    job = _finished_job(executor, tmp_path, "crash", "echo first >&2; echo 'module not found' >&2; exit 7")
-    error = _cycle(executor, [job])["crash"].error
-    assert "exit code 7:0" in error and "module not found" in error and "first" not in error
+def test_a_finished_runner_ends_the_pack_even_when_the_scheduler_cannot_tell():
+    assert _judge(None, complete=False, finished=True).ended
 
 
-def test_missing_job_keeps_its_status_during_the_grace_period_then_fails(executor, tmp_path):
-    lost = LiveJob("lost", "local-00000000", JobStatus.QUEUED, tmp_path, 10, utcnow() - timedelta(seconds=30))
-    early = _cycle(executor, [lost], grace=60)["lost"]
-    assert early.status is JobStatus.QUEUED and not early.seen and early.error is None
-    late = _cycle(executor, [lost], grace=10)["lost"]
-    assert late.status is JobStatus.FAILED and "neither squeue nor sacct" in late.error
+def test_an_unknown_state_is_logged_once_and_ends_the_pack_after_its_grace():
+    first = _judge(_seen("WEIRD_NEW_STATE"))
+    assert not first.ended and first.unknown_state == "WEIRD_NEW_STATE" and first.unknown_since == NOW
+    again = _judge(_seen("WEIRD_NEW_STATE"), unknown_since=NOW - timedelta(seconds=10))
+    assert not again.ended and again.unknown_state is None
+    late = _judge(_seen("WEIRD_NEW_STATE"), unknown_since=NOW - timedelta(seconds=601))
+    assert late.ended and "unknown to QCOS" in late.reason
 
 
-def test_one_observe_call_for_all_jobs(executor, tmp_path, mocker):
-    spy = mocker.spy(executor, "observe")
-    jobs = [LiveJob(f"j{i}", f"local-{i:08x}", JobStatus.QUEUED, tmp_path, 1, utcnow()) for i in range(50)]
-    _cycle(executor, jobs)
-    assert spy.call_count == 1 and len(spy.call_args.args[0]) == 50
+def test_a_pack_seen_again_clears_its_missing_timer():
+    assert _judge(_seen("RUNNING"), missing_since=NOW - timedelta(seconds=5)).missing_since is None
 
 
-def test_no_jobs_no_scheduler_call(executor, mocker):
-    spy = mocker.spy(executor, "observe")
-    assert poll_cycle(executor, [], now=utcnow(), missing_grace_seconds=1) == []
-    assert spy.call_count == 0
+def test_progress_lines_give_outcomes_in_order(tmp_path):
+    progress = tmp_path / "progress.jsonl"
+    append_line(progress, {"event": "started"})
+    append_line(progress, {"job_id": "a", "outcome": "completed", "result": {"counts": {"0": 3}}})
+    append_line(progress, {"job_id": "b", "outcome": "failed", "error": "bad gate"})
+    append_line(progress, {"job_id": "c", "outcome": "skipped"})
+    data = progress.read_bytes() + b'{"job_id": "d", "outc'  # a line still being written
+    records, consumed = complete_lines(data)
+    assert consumed == len(progress.read_bytes())
+    parsed = read_progress(records)
+    assert parsed.started and not parsed.finished
+    assert [(o.job_id, o.status, o.skipped) for o in parsed.outcomes] == [
+        ("a", JobStatus.COMPLETED, False), ("b", JobStatus.FAILED, False), ("c", JobStatus.FAILED, True)]
+    assert parsed.outcomes[1].error == "bad gate"
 
 
-class _ReportsState:
-    """Stands in for a scheduler state that the local cluster cannot produce."""
-
-    name = "stub"
-
-    def __init__(self, state):
-        self.state = state
-
-    def observe(self, ids):
-        return {i: JobObservation(i, self.state) for i in ids}
+@pytest.mark.parametrize("counts, problem", [
+    ({"00": 6, "11": 4}, None),
+    ({"00": 6}, "sum to 6, not to the 10"),
+    ({}, "without counts"),
+])
+def test_results_are_checked_against_the_shots(counts, problem):
+    got = checked_result({"counts": counts}, 10)
+    assert got == problem if problem is None else problem in got
 
 
-@pytest.mark.parametrize(
-    ("current", "state", "expected"),
-    [
-        (JobStatus.QUEUED, "RUNNING", JobStatus.PROCESSING),
-        (JobStatus.PROCESSING, "REQUEUED", JobStatus.QUEUED),
-        (JobStatus.PROCESSING, "SUSPENDED", JobStatus.PROCESSING),
-        (JobStatus.QUEUED, "A_STATE_FROM_THE_FUTURE", JobStatus.QUEUED),
-        (JobStatus.PROCESSING, "PREEMPTED", JobStatus.FAILED),
-    ],
-)
-def test_states_move_jobs_through_the_lifecycle_table(tmp_path, current, state, expected):
-    job = LiveJob("j", "1", current, tmp_path, 1, utcnow())
-    update = poll_cycle(_ReportsState(state), [job], now=utcnow(), missing_grace_seconds=1)[0]
-    assert update.status is expected and update.slurm_state == state
+def test_outcome_files_are_the_fallback_for_a_job_without_a_progress_line():
+    assert outcome_from_files("a", json.dumps({"counts": {"0": 1}}), None).status is JobStatus.COMPLETED
+    failed = outcome_from_files("b", None, json.dumps({"error": "circuit.qasm is missing"}))
+    assert failed.status is JobStatus.FAILED and "circuit.qasm" in failed.error
+    assert outcome_from_files("c", None, None) is None
+    assert outcome_from_files("d", "{not json", None).status is JobStatus.FAILED

@@ -24,9 +24,9 @@ from tests.stack import gateway_stack
 pytestmark = pytest.mark.e2e
 
 REQUESTS = 25
-# The access log names the serving process ("<pid>"), so a test can tell
-# that more than one worker answered.
-ACCESS_LOG_WITH_PID = {"GUNICORN_CMD_ARGS": "--access-logformat 'access %(p)s %(m)s %(U)s %(s)s'"}
+# gunicorn's access log (off in deploy/gunicorn.conf.py, switched on here) names
+# the serving process ("<pid>"), so a test can tell that more than one worker answered.
+ACCESS_LOG_WITH_PID = {"GUNICORN_CMD_ARGS": "--access-logfile - --access-logformat 'access %(p)s %(m)s %(U)s %(s)s'"}
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from hpc_jobs.profiles import PROFILES_DIR, ProfileError, load_profile
 from hpc_jobs.rendering import render_sbatch, slurm_job_name
 from hpc_jobs.sizing import JobResources
-from hpc_jobs.staging import stage_job, work_dir_for
+from hpc_jobs.staging import PackMember, stage_pack, work_dir_for
 from hpc_jobs.workdir import CIRCUIT_FILE, PARAMS_FILE, SCRIPT_FILE, RunParameters
 from tests.conftest import BELL
 
@@ -35,7 +35,7 @@ def test_dev_profile_renders_a_complete_script():
                       "--error=/srv/qcos/jobs/bell-1/stderr.log"):
         assert f"#SBATCH {directive}" in lines
     assert not any(line.startswith(("#SBATCH --account", "#SBATCH --qos", "#SBATCH --gres")) for line in lines)
-    assert lines[-1] == f"exec {sys.executable} -m hpc_jobs.runner /srv/qcos/jobs/bell-1"
+    assert lines[-1] == f"exec {sys.executable} -m hpc_jobs.runner --pack /srv/qcos/jobs/bell-1"
 
 
 def test_optional_directives_appear_when_set():
@@ -89,13 +89,21 @@ def test_unknown_profile_name_is_a_clear_error():
         load_profile("nowhere")
 
 
-def test_staging_writes_circuit_params_and_script(tmp_path):
-    params = RunParameters(job_id="stage-1", shots=100, seed=1)
-    path = stage_job(tmp_path, job_id="stage-1", qasm=BELL, params=params, profile=load_profile("dev"))
-    assert path == tmp_path.resolve() / "stage-1"
-    assert (path / CIRCUIT_FILE).read_text() == BELL
-    assert RunParameters.from_json((path / PARAMS_FILE).read_text()) == params
-    assert "#SBATCH --job-name=qcos-stage-1" in (path / SCRIPT_FILE).read_text()
+def test_staging_a_pack_writes_each_jobs_dir_and_the_packs_manifest_and_script(tmp_path):
+    import json
+
+    params = [RunParameters(job_id=f"stage-{i}", shots=100, seed=i) for i in (1, 2)]
+    written = stage_pack(tmp_path, pack_id="pack-1", profile=load_profile("dev"),
+                         members=[PackMember(p.job_id, BELL, p) for p in params])
+    root = tmp_path.resolve()
+    assert written == [root / "stage-1", root / "stage-2", root / "_packs" / "pack-1"]
+    assert (root / "stage-2" / CIRCUIT_FILE).read_text() == BELL
+    assert RunParameters.from_json((root / "stage-2" / PARAMS_FILE).read_text()) == params[1]
+    manifest = json.loads((written[-1] / "pack.json").read_text())
+    assert [job["work_dir"] for job in manifest["jobs"]] == [str(root / "stage-1"), str(root / "stage-2")]
+    script = (written[-1] / SCRIPT_FILE).read_text()
+    assert "#SBATCH --job-name=qcos-pack-1" in script
+    assert script.rstrip().endswith(f"-m hpc_jobs.runner --pack {root / '_packs' / 'pack-1'}")
 
 
 # --------------------------------------------------------------------------- golden scripts
@@ -156,7 +164,7 @@ def test_lumi_script_binds_the_full_project_paths_and_asks_for_gcds():
         assert f"#SBATCH {directive}" in lines
     assert "set -euo pipefail" in lines
     assert lines[-1] == ("exec singularity exec --bind /scratch/project_465000001,/project/project_465000001 "
-                         "/project/project_465000001/qcos/qcos-sim-rocm.sif python3 -m hpc_jobs.runner "
+                         "/project/project_465000001/qcos/qcos-sim-rocm.sif python3 -m hpc_jobs.runner --pack "
                          "/scratch/project_465000001/q/x")
     assert "MPICH_GPU_SUPPORT_ENABLED" not in script  # one node: no MPI
 

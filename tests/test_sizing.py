@@ -160,3 +160,16 @@ def test_shot_by_shot_circuits_pay_their_operations_per_shot():
     once = estimate_runtime_seconds(14, 100, 200_000)
     per_shot = estimate_runtime_seconds(14, 100, 200_000, shot_by_shot=True)
     assert once < 10 and per_shot > 100 * once
+
+
+def test_a_tiers_preferred_partitions_come_first_then_the_profile_order(lumi):
+    assert size_job(lumi, num_qubits=30, num_operations=10, shots=10).partition == "small-g"
+    preferring = size_job(lumi, num_qubits=30, num_operations=10, shots=10, partitions=("standard-g",))
+    assert preferring.partition == "standard-g"
+    # A preferred partition that cannot hold the job is passed over, not forced.
+    big = size_job(lumi, num_qubits=38, num_operations=10, shots=10, partitions=("small-g",))
+    assert big.partition == "standard-g" and big.nodes > 4
+    # A development partition sizing never picks by itself may be preferred by name.
+    assert size_job(lumi, num_qubits=30, num_operations=10, shots=10, partitions=("dev-g",)).partition == "dev-g"
+    with pytest.raises(SizingError, match="no partition gpu"):
+        size_job(lumi, num_qubits=30, num_operations=10, shots=10, partitions=("gpu",))

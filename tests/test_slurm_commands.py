@@ -11,20 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.executors.base import ExecutorError, SubmissionUnconfirmed
 from hpc_jobs.lifecycle import status_for_slurm_state
 from hpc_jobs.slurm.commands import (
     Sacct,
     Sbatch,
+    SbatchAnswerLost,
     SbatchTestOnly,
     Scancel,
     ScontrolPing,
     Sinfo,
     Squeue,
+    SqueueAll,
+    SqueueByName,
+    SqueueStart,
     StartEstimate,
     SubmittedJob,
     parse_slurm_datetime,
     parse_slurm_duration,
+    scrub_slurm_message,
     validate_job_name,
 )
 from hpc_jobs.transports.base import CommandResult
@@ -112,12 +117,21 @@ def test_sbatch_extra_args_must_be_options():
     [
         ("sbatch_parsable", SubmittedJob("49", None)),
         ("sbatch_parsable_warning", SubmittedJob("52", None)),
-        ("handwritten_sbatch_parsable_cluster", SubmittedJob("1234", "qcos-dev")),
+        ("sbatch_parsable_cluster", SubmittedJob("37", "qcos-dev")),
+        ("sbatch_submitted", SubmittedJob("38", None)),
+        ("sbatch_submitted_on_cluster", SubmittedJob("39", "qcos-dev")),
         ("handwritten_sbatch_parsable_warning_in_stdout", SubmittedJob("1234", None)),
+        ("handwritten_sbatch_notice_before_id", SubmittedJob("1234", None)),
+        ("handwritten_sbatch_submitted_on_cluster_with_notices", SubmittedJob("1234", "lumi")),
     ],
 )
-def test_sbatch_parses_the_job_id_line(fixture, expected):
+def test_sbatch_finds_the_job_id_among_notices_in_every_answer_form(fixture, expected):
     assert sbatch().parse(captured(fixture)) == expected
+
+
+def test_sbatch_reads_submitted_batch_job_on_stderr_too():
+    answer = result(stdout="site notice\n", stderr="Submitted batch job 77 on cluster c2\n")
+    assert sbatch().parse(answer) == SubmittedJob("77", "c2")
 
 
 @pytest.mark.parametrize(
@@ -126,22 +140,71 @@ def test_sbatch_parses_the_job_id_line(fixture, expected):
         ("sbatch_error_invalid_partition", False, "Invalid partition name specified"),
         ("sbatch_error_too_many_cpus", False, "More processors requested than permitted"),
         ("sbatch_error_time_limit", False, "Requested time limit is invalid"),
-        ("sbatch_error_missing_script", False, "Unable to open file"),
+        ("sbatch_error_missing_script", False, "sbatch: error: Unable to open file <path>"),
+        ("sbatch_error_unknown_cluster", False, "No cluster 'nocluster' known by database"),
         ("sbatch_error_controller_down", True, "Unable to contact slurm controller"),
         ("handwritten_sbatch_error_socket_timeout", True, "Socket timed out"),
+        ("handwritten_sbatch_error_controller_busy", True, "Slurm temporarily unable to accept job"),
+        ("handwritten_sbatch_error_invalid_account", False,
+         "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"),
     ],
 )
-def test_sbatch_failure_raises_with_slurms_message(fixture, retryable, message):
+def test_sbatch_refusal_raises_with_slurms_own_reason(fixture, retryable, message):
     with pytest.raises(ExecutorError) as caught:
         sbatch().parse(captured(fixture))
     assert message in str(caught.value)
     assert caught.value.retryable is retryable
+    assert not isinstance(caught.value, SubmissionUnconfirmed)
 
 
-def test_sbatch_without_an_id_line_is_an_error():
-    with pytest.raises(ExecutorError, match="no job id"):
-        sbatch().parse(result(stdout="sbatch: warning: odd\n"))
+def test_sbatch_refusal_names_no_path_or_host_of_the_service():
+    with pytest.raises(ExecutorError) as caught:
+        sbatch().parse(captured("handwritten_sbatch_error_with_paths_and_hosts"))
+    message = str(caught.value)
+    for secret in ("/scratch", "project_465000001/qcos", "qcos@", "login1", "hpc.example.org", "10.1.2.3", "6819"):
+        assert secret not in message
+    assert "Batch job submission failed: Unable to open file <path>" in message
+    assert "<user>@<host>" in message and "<address>" in message
 
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (captured("handwritten_sbatch_notices_without_id"), "no job id"),
+        (result(stdout="sbatch: warning: odd\n"), "no job id"),
+        (result(), "no job id"),
+        (result(stdout="1234\n1235\n"), "several job ids"),
+        (result(stdout="Submitted batch job 5\n", stderr="sbatch: error: lost\n", returncode=1), "after naming"),
+    ],
+    ids=["notices-only", "warning-only", "empty", "two-ids", "id-then-failure"],
+)
+def test_sbatch_answer_without_one_id_means_look_it_up_never_submit_again(answer, why):
+    with pytest.raises(SbatchAnswerLost, match=why) as caught:
+        sbatch().parse(answer)
+    assert isinstance(caught.value, ExecutorError) and isinstance(caught.value, SubmissionUnconfirmed)
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+         "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"),
+        ("sbatch: error: Unable to open file /home/qcos/w/job.sbatch", "sbatch: error: Unable to open file <path>"),
+        ("cannot read '~/.ssh/x' or ~qcos/y", "cannot read '<path>' or ~qcos/y"),
+        ("connect to 10.0.0.7:6817 failed", "connect to <address> failed"),
+        ("connect to slurmctld-1:6817 failed", "connect to <address> failed"),
+        ("as qcos@login1 on login2.lumi.csc.fi", "as <user>@<host> on <host>"),
+        ("Reason=N/A 1/0 job.sbatch slurm 22.05.8 at 2026-05-01T12:30:45",
+         "Reason=N/A 1/0 job.sbatch slurm 22.05.8 at 2026-05-01T12:30:45"),
+    ],
+)
+def test_scrub_slurm_message(text, expected):
+    assert scrub_slurm_message(text) == expected
+
+
+def test_scrubbed_messages_are_bounded():
+    assert len(scrub_slurm_message("x" * 10_000)) == 500
 
 def test_sbatch_test_only_reads_the_estimate_from_stderr():
     assert SbatchTestOnly(**vars(sbatch())).parse(captured("sbatch_test_only")) == StartEstimate(
@@ -289,7 +352,31 @@ def test_sacct_skips_step_rows():
 
 def test_sacct_array_task_rows_carry_the_raw_id():
     rows = Sacct(job_ids=["43_2"]).parse(captured("sacct_array_task"))
-    assert list(rows) == ["43_2"] and rows["43_2"].job_id_raw == "48"
+    assert set(rows) == {"43_2", "48"} and rows["43_2"].job_id_raw == "48"
+    assert rows["48"] is rows["43_2"]
+
+
+def test_an_array_task_tracked_by_its_own_id_is_found():
+    # sacct --jobs=35 answers the task as 34_1 (JobID) with JobIDRaw 35.
+    rows = Sacct(job_ids=["35"]).parse(captured("sacct_array_task_by_its_own_id"))
+    assert rows["35"].job_id == "34_1" and rows["35"].state == "COMPLETED"
+    assert rows["34_1"] is rows["35"]
+
+
+def test_an_array_by_its_array_id_lists_every_task_each_under_its_own_id_too():
+    rows = Sacct(job_ids=["34"]).parse(captured("sacct_array_by_array_id"))
+    assert {row.job_id for row in rows.values()} == {"34_1", "34_2", "34_3"}
+    # The array's id is also the raw id of one task (the last): never a prefix match.
+    assert {key: row.job_id for key, row in rows.items() if "_" not in key} == {
+        "35": "34_1", "36": "34_2", "34": "34_3"}
+    assert "3" not in rows and "4" not in rows
+
+
+def test_a_raw_id_never_hides_another_rows_display_id():
+    lines = ("7|7|RUNNING||debug|00:00:01|2024-05-01T10:00:00|2024-05-01T10:00:00||vm|c|None|a\n"
+             "5_2|7|COMPLETED|0:0|debug|00:00:01|2024-05-01T10:00:00|2024-05-01T10:00:00|2024-05-01T10:00:01|vm|c|None|b\n")
+    rows = Sacct(job_ids=["7"]).parse(result(stdout=lines))
+    assert rows["7"].job_id == "7" and rows["5_2"].name == "b"
 
 
 def test_sacct_timings():
@@ -305,7 +392,8 @@ def test_sacct_by_name_returns_every_job_of_that_name():
 
 def test_sacct_edge_cases():
     rows = Sacct(job_ids=["12"]).parse(captured("handwritten_sacct_edge_cases"))
-    assert set(rows) == {"12", "123", "1234", "125_[1-5%2]", "126"}
+    assert {row.job_id for row in rows.values()} == {"12", "123", "1234", "125_[1-5%2]", "126"}
+    assert rows["125"] is rows["125_[1-5%2]"]  # its raw id
     assert rows["12"].state == "CANCELLED by 1000" and rows["12"].exit_code == "0:15"
     assert rows["123"].state == "RUNNING" and rows["123"].end is None
     assert rows["1234"].cluster == "other" and rows["1234"].job_id_raw == "1234"
@@ -459,3 +547,73 @@ def test_parse_slurm_datetime(text, expected):
 def test_output_in_an_unknown_shape_is_an_executor_error(command, stdout):
     with pytest.raises(ExecutorError, match="unexpected"):
         command.parse(result(stdout=stdout))
+
+
+# ---------------------------------------------------------------- clusters (-M)
+
+
+@pytest.mark.parametrize(
+    ("command", "argv_start"),
+    [
+        (Squeue(["5"], clusters="lumi"), ["squeue", "-M", "lumi", "--noheader"]),
+        (SqueueAll(clusters="lumi"), ["squeue", "-M", "lumi", "--noheader"]),
+        (SqueueStart("5", clusters="lumi"), ["squeue", "-M", "lumi", "--start"]),
+        (SqueueByName(["qcos-p1"], clusters="lumi"), ["squeue", "-M", "lumi", "--noheader"]),
+        (Sacct(job_ids=["5"], clusters="lumi"), ["sacct", "-M", "lumi", "--parsable2"]),
+        (Scancel(["5"], clusters="lumi"), ["scancel", "-M", "lumi", "5"]),
+    ],
+)
+def test_a_named_cluster_is_passed_with_dash_m(command, argv_start):
+    assert command.argv()[: len(argv_start)] == argv_start
+
+
+def test_without_a_cluster_no_dash_m():
+    for command in (Squeue(["5"]), SqueueStart("5"), Sacct(job_ids=["5"]), Scancel(["5"]), SqueueByName(["a"])):
+        assert "-M" not in command.argv()
+
+
+@pytest.mark.parametrize("cluster", ["", "a,b", "all", "-x", "a b", "$(x)", "x" * 65, "ä"])
+def test_cluster_names_are_validated(cluster):
+    for make in (lambda: Squeue(["5"], clusters=cluster), lambda: Sacct(job_ids=["5"], clusters=cluster),
+                 lambda: Scancel(["5"], clusters=cluster), lambda: SqueueStart("5", clusters=cluster),
+                 lambda: SqueueByName(["a"], clusters=cluster)):
+        with pytest.raises(ValueError):
+            make()
+
+
+def test_answers_with_dash_m_parse_like_the_others():
+    assert set(Squeue(["34"], clusters="qcos-dev").parse(captured("squeue_cluster"))) == {"34_1", "34_2", "34_3"}
+    assert Sacct(job_ids=["37"], clusters="qcos-dev").parse(captured("sacct_cluster"))["37"].cluster == "qcos-dev"
+    assert Scancel(["37"], clusters="qcos-dev").parse(captured("scancel_cluster")) is None
+    with_header = "CLUSTER: lumi\n" + captured("squeue_cluster").stdout
+    assert set(Squeue(["34"], clusters="lumi").parse(result(stdout=with_header))) == {"34_1", "34_2", "34_3"}
+
+
+# ---------------------------------------------------------------- squeue by job name
+
+
+def test_squeue_by_name_asks_for_the_callers_jobs_of_those_names_in_any_state():
+    assert SqueueByName(["qcos-b", "qcos-a", "qcos-b"]).argv() == [
+        "squeue", "--noheader", f"--format={Squeue.FORMAT}", "--me", "--states=all", "--name=qcos-a,qcos-b"]
+
+
+@pytest.mark.parametrize("names", [[], ["a,b"], ["a b"], [""], ["x" * 129]])
+def test_squeue_by_name_needs_safe_names(names):
+    with pytest.raises(ValueError):
+        SqueueByName(names)
+
+
+def test_squeue_by_name_returns_rows_with_name_and_id():
+    rows = SqueueByName(["qcos-tasks", "qcos-no-such-job"]).parse(captured("squeue_by_name"))
+    assert {(job_id, row.name, row.state) for job_id, row in rows.items()} == {
+        ("34_1", "qcos-tasks", "RUNNING"), ("34_2", "qcos-tasks", "RUNNING"), ("34_3", "qcos-tasks", "PENDING")}
+    assert SqueueByName(["qcos-no-such-job"]).parse(captured("squeue_by_name_none")) == {}
+
+
+def test_squeue_by_name_drops_names_it_did_not_ask_for():
+    assert SqueueByName(["other"]).parse(captured("squeue_by_name")) == {}
+
+
+def test_squeue_of_an_array_task_by_its_own_id_parses():
+    # squeue shows the task under the array's form: the raw id is only in sacct's rows.
+    assert set(Squeue(["35"]).parse(captured("squeue_array_task_by_its_own_id"))) == {"34_1"}

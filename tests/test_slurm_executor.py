@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from gateway.models import utcnow
 from hpc_jobs.executors.base import ExecutorError, JobObservation
 from hpc_jobs.executors.slurm import SlurmExecutor
 from hpc_jobs.lifecycle import base_state, status_for_slurm_state
@@ -113,7 +115,7 @@ def test_observe_when_squeue_knows_none_of_the_ids(mocker):
         lambda e: e.observe([]),
         lambda e: e.observe(set()),
         lambda e: e.cancel([]),
-        lambda e: e.observe_by_name([]),
+        lambda e: e.find_by_name([], since=utcnow()),
     ],
 )
 def test_empty_id_sets_make_no_call(mocker, call):
@@ -151,14 +153,13 @@ def test_transport_failure_is_a_retryable_executor_error(mocker):
     assert executor.ping() is False
 
 
-def test_observe_by_name_groups_jobs_oldest_first(mocker):
+def test_find_by_name_asks_squeue_and_sacct_once_and_takes_the_newest(mocker):
     lines = [sacct_line("31", "FAILED", "1:0").replace("qcos-31", "qcos-x"),
              sacct_line("9", "CANCELLED by 0").replace("qcos-9", "qcos-x")]
     transport, executor = spy(mocker, FakeSlurm(sacct=lines))
-    found = executor.observe_by_name(["qcos-x", "qcos-y"])
-    assert called_commands(transport) == ["sacct"]
-    assert [o.scheduler_job_id for o in found["qcos-x"]] == ["9", "31"]
-    assert "qcos-y" not in found
+    found = executor.find_by_name(["qcos-x", "qcos-y"], since=utcnow())
+    assert sorted(called_commands(transport)) == ["sacct", "squeue"]
+    assert found == {"qcos-x": "31"}
 
 
 # ------------------------------------------------------------------ real cluster
@@ -223,17 +224,17 @@ def test_a_cancelled_job_ends_cancelled(executor, tmp_path):
 
 
 @pytest.mark.slurm
-def test_observe_by_name_recovers_a_lost_id(executor, tmp_path):
+def test_find_by_name_recovers_a_lost_id(executor, tmp_path):
     name = job_name()
     job_id = executor.submit(work_dir(tmp_path, "true\n"), job_name=name)
     wait_for_observation(executor, job_id, lambda o: o.source == "sacct" and is_final(o))
     # slurmdbd may record the end before the eligible time that sacct's
     # time-window (--name) queries filter on, so allow it a moment.
     deadline = time.monotonic() + 30
-    while not (found := executor.observe_by_name([name])) and time.monotonic() < deadline:
+    since = utcnow() - timedelta(minutes=5)
+    while not (found := executor.find_by_name([name], since=since)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert [o.scheduler_job_id for o in found[name]] == [job_id]
-    assert found[name][0].state == "COMPLETED"
+    assert found == {name: job_id}
 
 
 @pytest.mark.slurm
@@ -242,7 +243,7 @@ def test_test_only_estimates_a_start_without_submitting(executor, slurm_cluster,
     estimate = executor.test_only(work_dir(tmp_path, "true\n"), job_name=name)
     assert estimate.partition == "debug"
     assert estimate.processors >= 1
-    assert executor.observe_by_name([name]) == {}
+    assert executor.find_by_name([name], since=utcnow() - timedelta(minutes=5)) == {}
     assert Squeue([estimate.job_id]).parse(slurm_cluster.run(Squeue([estimate.job_id]).argv())) == {}
 
 

@@ -20,7 +20,7 @@ from hpc_jobs.executors.slurm import SlurmExecutor
 from hpc_jobs.profiles import PROFILES_DIR, dry_run_variant, load_profile
 from hpc_jobs.rendering import slurm_job_name
 from hpc_jobs.sizing import size_job
-from hpc_jobs.staging import stage_job
+from hpc_jobs.staging import PackMember, stage_pack
 from hpc_jobs.workdir import SCRIPT_FILE, RunParameters
 from tests.conftest import BELL
 
@@ -34,9 +34,10 @@ def _dry_run(profile_name: str, slurm_cluster, tmp_path: Path, *, num_qubits: in
     profile = dry_run_variant(load_profile(profile_name, overrides=SITE_OVERRIDES.get(profile_name)), dev)
     resources = size_job(profile, num_qubits=num_qubits, num_operations=10, shots=10, clifford=clifford)
     job_id = f"dry-{profile_name}-{num_qubits}"
-    work_dir = stage_job(tmp_path, job_id=job_id, qasm=BELL, profile=profile, resources=resources,
-                         params=RunParameters(job_id=job_id, shots=10, seed=1, **resources.run_options()))
-    estimate = SlurmExecutor(slurm_cluster).test_only(work_dir, job_name=slurm_job_name(job_id))
+    params = RunParameters(job_id=job_id, shots=10, seed=1, **resources.run_options())
+    work_dir = stage_pack(tmp_path, pack_id=f"pack-{job_id}", profile=profile, resources=resources,
+                          members=[PackMember(job_id, BELL, params)])[-1]
+    estimate = SlurmExecutor(slurm_cluster).test_only(work_dir, job_name=slurm_job_name(f"pack-{job_id}"))
     return profile, resources, work_dir, estimate
 
 

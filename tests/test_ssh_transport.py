@@ -112,6 +112,38 @@ def test_a_command_past_its_timeout_is_abandoned_quickly(ssh):
     assert ssh.connections_opened == 1
 
 
+def _processes_with_argument(argument: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("wrap", [lambda argv: argv, lambda argv: ["sh", "-c", " ".join(argv) + "; echo done"]],
+                         ids=["the-program", "a-shell-and-its-child"])
+def test_a_command_past_its_timeout_is_ended_on_the_remote_side_too(ssh, wrap):
+    # Seen with a hanging squeue: abandoned, it lived on, re-parented to init.
+    duration = f"600.{secrets.randbelow(10**6):06d}"  # marks this test's sleep
+    try:
+        with pytest.raises(TransportError, match="did not finish within 1 s"):
+            ssh.run(wrap(["sleep", duration]), timeout=1)
+        assert _eventually(lambda: not _processes_with_argument(duration), limit=10)
+    finally:
+        for pid in _processes_with_argument(duration):
+            os.kill(pid, 9)
+
+
+def test_a_command_within_its_timeout_is_not_cut_short(ssh):
+    ssh.run(["true"])  # connected: the timeout is the command's own
+    result = ssh.run(["sh", "-c", "sleep 1.5; echo finished"], timeout=3)
+    assert (result.returncode, result.stdout) == (0, "finished\n")
+
+
 # ------------------------------------------------------------------ host keys and authentication
 
 
@@ -163,10 +195,18 @@ def test_many_commands_from_many_threads_share_one_connection(sshd_server, ssh):
 
 
 def test_a_dropped_connection_is_replaced_on_the_next_call(sshd_server, ssh):  # noqa: F811
+    from prometheus_client import REGISTRY
+
+    def counted():
+        return [REGISTRY.get_sample_value(name) for name in
+                ("qcos_ssh_connections_opened_total", "qcos_ssh_reconnects_total")]
+
+    before = counted()
     ssh.run(["true"])
     _drop_sessions(sshd_server)
     assert ssh.run(["echo", "back"]).stdout == "back\n"
     assert ssh.connections_opened == 2
+    assert [after - earlier for earlier, after in zip(before, counted())] == [2, 1]
 
 
 def test_a_connection_lost_mid_command_is_an_error_not_a_second_run(sshd_server, ssh, tmp_path):  # noqa: F811
@@ -233,7 +273,7 @@ def test_upload_dir_copies_a_tree_atomically_with_its_modes(ssh, tmp_path):
     assert (remote / SCRIPT_FILE).read_text() == "#!/bin/bash\necho ok\n"
     assert stat.S_IMODE((remote / SCRIPT_FILE).stat().st_mode) == 0o750
     assert (remote / "sub" / "deep.txt").read_text() == "deep"
-    assert stat.S_IMODE(remote.stat().st_mode) == 0o750
+    assert stat.S_IMODE(remote.stat().st_mode) == 0o700
     assert not Path(f"{remote}.partial").exists()
 
     # Uploading again replaces the remote copy entirely.

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from datetime import datetime, timezone
-
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import bindparam, func, select
 
@@ -15,18 +11,14 @@ from gateway.models import DailyUsage, Job, utcnow
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
 from gateway.quotas import tier_of, utc_day
 from gateway.schemas import PricingResponse, UsageQuery, UsageResponse, UserResponse
-from hpc_jobs.lifecycle import JobStatus
+from gateway.usage import PeriodError, user_usage
 
 blueprint = Blueprint("account", __name__)
 
-from gateway.schemas import PERIOD_REGEX
-
-_PERIOD = re.compile(PERIOD_REGEX)
-
 
 @blueprint.get("/pricing")
-@api_spec.validate(resp=responses({200: PricingResponse}, (429,)), tags=["account"], security=[],
-                   skip_validation=True)
+@api_spec.validate(operation_id="getPricing", resp=responses({200: PricingResponse}, (429,)), tags=["account"],
+                   security=[])
 def pricing():
     """The tiers of ``deploy/tiers.toml`` (or ``QCOS_TIERS_FILE``), in file order; no authentication."""
     tiers = current_app.extensions["qcos"].tiers
@@ -42,7 +34,7 @@ _JOB_COUNTS = select(
 
 
 @blueprint.get("/user/me")
-@api_spec.validate(resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"], skip_validation=True)
+@api_spec.validate(operation_id="getMe", resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"])
 @require_api_key
 def me():
     """The caller's account, tier limits and job counts (``jobs_today``: UTC day)."""
@@ -56,22 +48,9 @@ def me():
     )
 
 
-def _period_bounds(period: str) -> tuple[datetime, datetime]:
-    match = _PERIOD.fullmatch(period)
-    if match is None:
-        raise InvalidRequest("period must be a month from 1970-01 on, as YYYY-MM, e.g. 2024-01")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    try:
-        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
-    except ValueError:  # 9999-12 has no following month in datetime's range
-        raise InvalidRequest("period is out of range") from None
-    return start, end
-
-
 @blueprint.get("/user/usage")
-@api_spec.validate(query=UsageQuery, resp=responses({200: UsageResponse}, (400, *AUTH_ERRORS)), tags=["account"],
-                   skip_validation=True)
+@api_spec.validate(operation_id="getUsage", query=UsageQuery, resp=responses({200: UsageResponse}, (400, *AUTH_ERRORS)),
+                   tags=["account"])
 @require_api_key
 def usage():
     """Usage of completed jobs in one UTC calendar month (``?period=YYYY-MM``, default: this month).
@@ -80,29 +59,23 @@ def usage():
     their shots. ``total_qubits_hours``: Σ num_qubits × execution hours,
     execution hours being the simulator's ``execution_time_seconds`` / 3600
     (rounded to 6 decimals). ``daily_usage``: completed jobs per UTC day,
-    newest first, days without jobs left out.
+    newest first, days without jobs left out. Computed by
+    :func:`gateway.usage.user_usage`, as the admin page and CSV export are.
     """
     runtime = current_app.extensions["qcos"]
     period = request.args.get("period")
     if period is None:
         period = utcnow().strftime("%Y-%m")
-    start, end = _period_bounds(period)
-    with runtime.db.read_session() as session:
-        rows = session.execute(
-            select(Job.completed_at, Job.shots, Job.num_qubits, Job.execution_time_seconds).where(
-                Job.user_id == g.user.id,
-                Job.status == JobStatus.COMPLETED.value,
-                Job.completed_at >= start,
-                Job.completed_at < end,
-            )
-        ).all()
-    per_day = Counter(utc_day(row.completed_at).isoformat() for row in rows)
-    qubit_hours = sum(row.num_qubits * (row.execution_time_seconds or 0.0) for row in rows) / 3600
+    try:
+        with runtime.db.read_session() as session:
+            used = user_usage(session, g.user.id, period)
+    except PeriodError as exc:
+        raise InvalidRequest(str(exc)) from None
     return UsageResponse(
         user_id=g.user.id,
         period=period,
-        jobs_executed=len(rows),
-        total_shots=sum(row.shots for row in rows),
-        total_qubits_hours=round(qubit_hours, 6),
-        daily_usage=[{"date": day, "jobs": jobs} for day, jobs in sorted(per_day.items(), reverse=True)],
+        jobs_executed=used.jobs_executed,
+        total_shots=used.total_shots,
+        total_qubits_hours=used.total_qubits_hours,
+        daily_usage=[{"date": day, "jobs": jobs} for day, jobs in used.daily],
     ).model_dump()

@@ -18,7 +18,7 @@ ADMIN_ERRORS = (403, *AUTH_ERRORS)
 
 
 @blueprint.get("/queue")
-@api_spec.validate(resp=responses({200: AdminQueueResponse}, ADMIN_ERRORS), tags=["admin"], skip_validation=True)
+@api_spec.validate(operation_id="getAdminQueue", resp=responses({200: AdminQueueResponse}, ADMIN_ERRORS), tags=["admin"])
 @require_admin
 def queue():
     """The scheduler's live queue (one squeue call) joined with our jobs (one query)."""
@@ -31,7 +31,8 @@ def queue():
 
 
 @blueprint.get("/cluster")
-@api_spec.validate(resp=responses({200: AdminClusterResponse}, ADMIN_ERRORS), tags=["admin"], skip_validation=True)
+@api_spec.validate(operation_id="getAdminCluster", resp=responses({200: AdminClusterResponse}, ADMIN_ERRORS),
+                   tags=["admin"])
 @require_admin
 def cluster():
     """Partitions and node states (one sinfo call)."""
@@ -50,7 +51,8 @@ def cluster():
 
 
 @blueprint.post("/jobs/<job_id>/cancel")
-@api_spec.validate(resp=responses({200: StatusResponse}, (404, *ADMIN_ERRORS)), tags=["admin"], skip_validation=True)
+@api_spec.validate(operation_id="cancelJobAsAdmin", resp=responses({200: StatusResponse}, (404, *ADMIN_ERRORS)),
+                   tags=["admin"])
 @require_admin
 def cancel(job_id: str):
     """Cancel any user's job (idempotent); it ends ``failed``: ``cancelled by an administrator``."""

@@ -15,6 +15,8 @@ from gateway.models import Job
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
 from gateway.schemas import (
     DryRunResponse,
+    ExecuteForm,
+    ExecuteOkResponse,
     ExecuteQuery,
     ExecuteRequest,
     ExecuteResponse,
@@ -37,14 +39,16 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
 
-def _json_body() -> dict:
-    """The request body as a JSON object; 415 unless sent as JSON, 413 over the
-    size limit (raised by werkzeug while reading), 400 for anything unparsable."""
-    if not request.is_json:
-        raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
+def _raw_body(limit: int | None = None) -> bytes:
+    """The request body's bytes: 415 if compressed, 413 over ``limit`` bytes
+    (default ``QCOS_MAX_BODY_BYTES``; raised by werkzeug while reading), 400
+    if it cannot be read."""
     if request.content_encoding and request.content_encoding.lower() != "identity":
-        raise UnsupportedMediaType("Compressed bodies are not accepted; send plain JSON")
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+        raise UnsupportedMediaType("Compressed bodies are not accepted; send the body uncompressed")
+    if limit is None:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+    else:
+        request.max_content_length = limit
     try:
         raw = request.get_data(cache=True)
     except HTTPException:
@@ -54,6 +58,15 @@ def _json_body() -> dict:
     if request.content_length is None and len(raw) >= limit:
         # A chunked body is cut at the limit when read: it was at least that long.
         raise PayloadTooLarge(f"The body is larger than {limit} bytes")
+    return raw
+
+
+def json_body(limit: int | None = None) -> dict:
+    """The request body as a JSON object; 415 unless sent as JSON, 413 over
+    ``limit`` bytes (default ``QCOS_MAX_BODY_BYTES``), 400 for anything unparsable."""
+    if not request.is_json:
+        raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
+    raw = _raw_body(limit)
     try:
         body = json.loads(raw)
     except UnicodeDecodeError:
@@ -68,7 +81,77 @@ def _json_body() -> dict:
     return body
 
 
-def _validation_detail(exc: ValidationError) -> str:
+#: Media types whose body is the OpenQASM program itself (``shots``, ``job_id`` in the query).
+CIRCUIT_MEDIA_TYPES = ("text/plain", "application/vnd.openqasm")
+#: Form media types: the fields of ``ExecuteRequest`` as form fields, ``qasm`` a file or text.
+FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+#: Fields a circuit body (or a form) may take from the query string.
+_QUERY_FIELDS = ("shots", "job_id")
+_HOW_TO_SEND = ("send the circuit as JSON (Content-Type: application/json), as the body itself "
+                "(curl --data-binary @bell.qasm -H 'Content-Type: text/plain'), or as a form "
+                "(curl -F qasm=@bell.qasm -F shots=1024)")
+
+
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # a byte order mark from an editor is not part of the program
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"{what} is not UTF-8 text") from None
+
+
+def _circuit_body_fields() -> dict[str, str]:
+    charset = (request.mimetype_params.get("charset") or "utf-8").lower()
+    if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        raise UnsupportedMediaType(f"The circuit must be sent as UTF-8 text, not {charset[:40]}")
+    return {"qasm": _utf8(_raw_body(), "The body")}
+
+
+def _form_fields() -> dict[str, str]:
+    if request.content_encoding and request.content_encoding.lower() != "identity":
+        raise UnsupportedMediaType("Compressed bodies are not accepted; send the form uncompressed")
+    try:
+        form, files = request.form, request.files
+    except HTTPException:
+        raise
+    except Exception:  # a malformed multipart body, a client that went away
+        raise InvalidRequest("The form could not be read (malformed multipart body?)") from None
+    fields: dict[str, str] = {}
+    for source in (form, files):
+        for name in source:
+            values = source.getlist(name)
+            if name in fields or len(values) > 1:
+                raise InvalidRequest(f"The form field {name[:40]!r} is given more than once")
+            value = values[0]
+            fields[name] = value if isinstance(value, str) else _utf8(value.read(), f"The file of {name[:40]!r}")
+    if "qasm" not in fields and request.mimetype == "application/x-www-form-urlencoded":
+        # curl's default for -d and --data-binary: most likely a program sent without a Content-Type.
+        raise InvalidRequest(f"The form has no qasm field (curl sends -d and --data-binary as a form); {_HOW_TO_SEND}")
+    return fields
+
+
+def _execute_request() -> ExecuteRequest:
+    """The submission in any of the accepted forms (see :func:`execute`); 400, 413 or 415 otherwise."""
+    in_query = {name: request.args[name] for name in _QUERY_FIELDS if name in request.args}
+    if request.is_json:
+        if in_query:
+            raise InvalidRequest(f"With a JSON body, {' and '.join(in_query)} go in the body, not the query")
+        data = json_body()
+    elif request.mimetype in CIRCUIT_MEDIA_TYPES or request.mimetype in FORM_MEDIA_TYPES:
+        data = _circuit_body_fields() if request.mimetype in CIRCUIT_MEDIA_TYPES else _form_fields()
+        twice = sorted(set(in_query) & set(data))
+        if twice:
+            raise InvalidRequest(f"{', '.join(twice)} given both in the query and in the body")
+        data.update(in_query)
+    else:
+        raise UnsupportedMediaType(f"Unsupported Content-Type {request.mimetype[:60]!r}: {_HOW_TO_SEND}")
+    try:
+        # Query and form values are text: shots "1024" is read as a number there, never in JSON.
+        return ExecuteRequest.model_validate(data) if request.is_json else ExecuteRequest.model_validate_strings(data)
+    except ValidationError as exc:
+        raise InvalidRequest(validation_detail(exc)) from None
+
+
+def validation_detail(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in error["loc"]) or "body"
@@ -76,20 +159,33 @@ def _validation_detail(exc: ValidationError) -> str:
     return "Invalid request: " + "; ".join(problems)
 
 
+#: Request bodies of ``POST /execute`` besides JSON and multipart (documented by spectree itself).
+_EXECUTE_CONTENT = {
+    media_type: {"schema": {"type": "string", "minLength": 1, "description": "The OpenQASM 2.0 program, UTF-8"}}
+    for media_type in CIRCUIT_MEDIA_TYPES
+} | {"application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/ExecuteForm"}}}
+
+
 @blueprint.post("/execute")
-@api_spec.validate(json=ExecuteRequest, query=ExecuteQuery,
-                   resp=responses({201: ExecuteResponse, 200: ExecuteResponse},
-                                  (400, 403, 409, 413, 415, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
+@api_spec.validate(operation_id="execute", json=ExecuteRequest, form=ExecuteForm, extra_content=_EXECUTE_CONTENT,
+                   query=ExecuteQuery,
+                   resp=responses({201: ExecuteResponse, 200: ExecuteOkResponse},
+                                  (400, 403, 409, 413, 415, *AUTH_ERRORS), headers={201: ["Location"]}),
+                   tags=["jobs"])
 @require_api_key
 def execute():
     """Submit a circuit. 201 with ``Location`` for a new job; 200 for an
     idempotent repeat of the same custom ``job_id`` and body. With
-    ``?dry_run=true``: 200 with a :class:`DryRunResponse`, nothing stored."""
+    ``?dry_run=true``: 200 with a :class:`DryRunResponse`, nothing stored.
+
+    The body is JSON (``ExecuteRequest``), or the OpenQASM program itself
+    (``text/plain`` or ``application/vnd.openqasm``, UTF-8) with ``shots``
+    and ``job_id`` in the query, or a form (``multipart/form-data`` or
+    ``application/x-www-form-urlencoded``) with the fields ``qasm`` (a file
+    or text), ``shots`` and ``job_id``. Every form is validated alike.
+    """
     dry = _parse_bool("dry_run", "false")
-    try:
-        body = ExecuteRequest.model_validate(_json_body())
-    except ValidationError as exc:
-        raise InvalidRequest(_validation_detail(exc)) from None
+    body = _execute_request()
     runtime = current_app.extensions["qcos"]
     if dry:
         return DryRunResponse(**jobs.dry_run(runtime, g.user, body)), 200
@@ -125,7 +221,7 @@ def _status_body(job: Job | jobs.JobView) -> StatusResponse:
 
 
 @blueprint.get("/status/<job_id>")
-@api_spec.validate(resp=responses({200: StatusResponse}, (404, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
+@api_spec.validate(operation_id="getStatus", resp=responses({200: StatusResponse}, (404, *AUTH_ERRORS)), tags=["jobs"])
 @require_api_key
 def status(job_id: str):
     """The job's status, its full result once completed, its error once failed."""
@@ -153,8 +249,8 @@ def _parse_wait() -> tuple[bool, float]:
 
 
 @blueprint.get("/results/<job_id>")
-@api_spec.validate(query=ResultsQuery, resp=responses({200: ResultsResponse}, (400, 404, 409, *AUTH_ERRORS)),
-                   tags=["jobs"], skip_validation=True)
+@api_spec.validate(operation_id="getResults", query=ResultsQuery,
+                   resp=responses({200: ResultsResponse}, (400, 404, 409, *AUTH_ERRORS)), tags=["jobs"])
 @require_api_key
 def results(job_id: str):
     """Counts of a completed job; ``wait=true`` blocks up to ``timeout`` seconds
@@ -174,7 +270,7 @@ def results(job_id: str):
 
 
 @blueprint.delete("/jobs/<job_id>")
-@api_spec.validate(resp=responses({200: StatusResponse}, (404, *AUTH_ERRORS)), tags=["jobs"], skip_validation=True)
+@api_spec.validate(operation_id="cancelJob", resp=responses({200: StatusResponse}, (404, *AUTH_ERRORS)), tags=["jobs"])
 @require_api_key
 def cancel(job_id: str):
     """Cancel one of the caller's jobs; answers its status. Idempotent: a
@@ -185,15 +281,15 @@ def cancel(job_id: str):
 
 
 @blueprint.get("/jobs")
-@api_spec.validate(query=JobListQuery, resp=responses({200: JobListResponse}, (400, *AUTH_ERRORS)), tags=["jobs"],
-                   skip_validation=True)
+@api_spec.validate(operation_id="listJobs", query=JobListQuery, resp=responses({200: JobListResponse}, (400, *AUTH_ERRORS)),
+                   tags=["jobs"])
 @require_api_key
 def list_jobs():
     """The caller's jobs, newest first: ``?status=`` filter, ``limit`` (1–100, default 20), ``offset``."""
     try:
         query = JobListQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
-        raise InvalidRequest(_validation_detail(exc)) from None
+        raise InvalidRequest(validation_detail(exc)) from None
     page = jobs.list_jobs(current_app.extensions["qcos"], g.user, status=query.status, limit=query.limit,
                           offset=query.offset)
     return JobListResponse(

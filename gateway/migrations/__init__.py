@@ -27,6 +27,9 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
     """
     from sqlalchemy import create_engine, text
 
+    from gateway.db import make_sqlite_file_private
+
+    make_sqlite_file_private(database_url)
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:

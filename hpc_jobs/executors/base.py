@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Protocol
+from typing import TYPE_CHECKING, Collection, Protocol, Sequence
 
 if TYPE_CHECKING:
     from hpc_jobs.slurm.commands import SinfoRow, SqueueRow
@@ -23,6 +24,12 @@ class ExecutorError(RuntimeError):
         self.retryable = retryable
 
 
+class SubmissionUnconfirmed(ExecutorError):
+    """sbatch may have created the job but its answer is unknown (exit 0
+    without a recognisable id, a timeout, a lost connection). The job must
+    be looked up by its name, never submitted again blindly."""
+
+
 @dataclass(frozen=True)
 class JobObservation:
     """One scheduler job as seen in one poll.
@@ -33,6 +40,8 @@ class JobObservation:
     :mod:`hpc_jobs.lifecycle`. ``reason``: Slurm's reason field, if any.
     ``exit_code``: ``"<status>:<signal>"`` as sacct prints it, if known.
     ``source``: which query saw it (``"squeue"``, ``"sacct"``, ``"local"``).
+    ``expected_start``: Slurm's expected start of a pending job (naive
+    controller-local time), if it has one.
     """
 
     scheduler_job_id: str
@@ -40,6 +49,18 @@ class JobObservation:
     reason: str | None = None
     exit_code: str | None = None
     source: str = "squeue"
+    expected_start: datetime | None = None
+
+
+class Observations(dict):
+    """``{scheduler_job_id: JobObservation}`` from one observe call.
+
+    ``complete`` is False when a source failed (sacct with slurmdbd down):
+    then a job missing from the answer may still exist, and its absence
+    must not count towards giving it up.
+    """
+
+    complete: bool = True
 
 
 class Executor(Protocol):
@@ -51,17 +72,27 @@ class Executor(Protocol):
 
     name: str
 
-    def submit(self, work_dir: Path, *, job_name: str) -> str:
-        """Start the batch script of ``work_dir``; returns the scheduler job id.
+    def submit(self, work_dir: Path, *, job_name: str, extra_args: Sequence[str] = ()) -> str:
+        """Start the batch script of ``work_dir``; returns the scheduler job id
+        (``"<id>;<cluster>"`` where Slurm named a cluster).
 
-        Raises :class:`ExecutorError`.
+        ``extra_args``: further sbatch options for this job (account, QOS,
+        comment). Raises :class:`SubmissionUnconfirmed` when the job may
+        exist although no id came back, :class:`ExecutorError` otherwise.
         """
         ...
 
-    def observe(self, scheduler_job_ids: Collection[str]) -> dict[str, JobObservation]:
+    def observe(self, scheduler_job_ids: Collection[str]) -> Observations:
         """States of the given jobs, in a bounded number of scheduler calls
         (never one per job). Jobs the scheduler no longer knows are absent.
-        Raises :class:`ExecutorError` when the scheduler cannot be asked.
+        Raises :class:`ExecutorError` when the scheduler cannot be asked at all.
+        """
+        ...
+
+    def find_by_name(self, job_names: Collection[str], *, since: datetime) -> dict[str, str]:
+        """``{job_name: scheduler_job_id}`` of the named jobs the scheduler
+        knows (live or finished since ``since``, aware UTC), in a bounded
+        number of calls. Raises :class:`ExecutorError` when it cannot tell.
         """
         ...
 

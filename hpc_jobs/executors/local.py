@@ -27,11 +27,11 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Collection
+from typing import Collection, Sequence
 
-from hpc_jobs.executors.base import ExecutorError, JobObservation
+from hpc_jobs.executors.base import ExecutorError, JobObservation, Observations
 from hpc_jobs.slurm.commands import SinfoRow, SqueueRow
 
 _ID_PREFIX = "local-"
@@ -55,9 +55,10 @@ class LocalExecutor:
             raise ExecutorError(f"not a local job id: {job_id!r}")
         return self.registry / job_id
 
-    def submit(self, work_dir: Path, *, job_name: str) -> str:
+    def submit(self, work_dir: Path, *, job_name: str, extra_args: Sequence[str] = ()) -> str:
         """Start ``work_dir/job.sbatch`` under a detached launcher; returns ``local-<hex>``.
 
+        ``extra_args`` (sbatch options) mean nothing here and are ignored.
         Raises :class:`ExecutorError` if the registry cannot be written or the
         launcher cannot be started.
         """
@@ -85,9 +86,9 @@ class LocalExecutor:
             )
         return job_id
 
-    def observe(self, scheduler_job_ids: Collection[str]) -> dict[str, JobObservation]:
+    def observe(self, scheduler_job_ids: Collection[str]) -> Observations:
         """States of the given local jobs, read from the registry (no subprocess)."""
-        seen: dict[str, JobObservation] = {}
+        seen = Observations()
         for job_id in scheduler_job_ids:
             try:
                 entry = self._entry(job_id)
@@ -119,6 +120,18 @@ class LocalExecutor:
         if cancelled:
             return JobObservation(job_id, "CANCELLED", "cancelled by user", None, "local")
         return JobObservation(job_id, "PENDING", "Resources", None, "local")
+
+    def find_by_name(self, job_names: Collection[str], *, since: datetime) -> dict[str, str]:
+        """``{job_name: local id}`` of registry entries with those names (newest wins)."""
+        names, found = set(job_names), {}
+        for entry in sorted(self.registry.glob(f"{_ID_PREFIX}*"), key=lambda e: e.stat().st_mtime):
+            try:
+                name = (entry / "job_name").read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if name in names:
+                found[name] = entry.name
+        return found
 
     def cancel(self, scheduler_job_ids: Collection[str]) -> None:
         """Mark the jobs cancelled and signal their process groups (SIGTERM)."""

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from hpc_jobs.executors.base import ExecutorError, JobObservation
+from hpc_jobs.executors.base import ExecutorError, JobObservation, Observations
 from hpc_jobs.slurm.commands import (
     SinfoRow,
     SqueueRow,
@@ -104,11 +105,13 @@ class PyslurmExecutor:
             )
             raise ExecutorError(f"pyslurm {what} failed: {message}", retryable=retryable) from exc
 
-    def submit(self, work_dir: Path, *, job_name: str) -> str:
+    def submit(self, work_dir: Path, *, job_name: str, extra_args: Sequence[str] = ()) -> str:
         """Submit ``work_dir/job.sbatch`` with its ``#SBATCH`` options; returns the job id.
 
-        Raises ``ValueError`` for a bad job name and :class:`ExecutorError`
-        when the controller refuses the job.
+        ``extra_args`` (``--account=…``, ``--qos=…``, ``--comment=…``,
+        ``--wckey=…``) set the description's fields of those names. Raises
+        ``ValueError`` for a bad job name or an option it cannot map and
+        :class:`ExecutorError` when the controller refuses the job.
         """
         validate_job_name(job_name)
         work_dir = Path(work_dir)
@@ -118,20 +121,21 @@ class PyslurmExecutor:
             working_directory=str(work_dir),
             standard_output=str(work_dir / STDOUT_FILE),
             standard_error=str(work_dir / STDERR_FILE),
+            **_description_fields(extra_args),
         )
         # pyslurm reads #SBATCH lines only when asked; the options given
         # above (as on sbatch's command line) win over the script's.
         self._rpc("reading the batch script", description.load_sbatch_options, overwrite=False)
         return str(self._rpc("submission", description.submit))
 
-    def observe(self, scheduler_job_ids: Collection[str]) -> dict[str, JobObservation]:
+    def observe(self, scheduler_job_ids: Collection[str]) -> Observations:
         """States of the jobs: one ``Jobs.load()``, then one database query for
         ids the controller no longer holds. Absent: ids neither knows.
         Raises :class:`ExecutorError`; no call at all for an empty set."""
         wanted = {validate_job_id(j) for j in scheduler_job_ids}
+        observed = Observations()
         if not wanted:
-            return {}
-        observed: dict[str, JobObservation] = {}
+            return observed
         for job in self._rpc("Jobs.load", self._pyslurm.Jobs.load).values():
             job_id = str(job.id)
             if job_id in wanted:
@@ -147,6 +151,21 @@ class PyslurmExecutor:
                     if job_id in wanted and job_id not in observed:
                         observed[job_id] = _observation(job, source="pyslurm-db")
         return observed
+
+    def find_by_name(self, job_names: Collection[str], *, since: datetime) -> dict[str, str]:
+        """``{job_name: job id}`` among the controller's live jobs (one
+        ``Jobs.load()``) and, where pyslurm has it, the accounting database."""
+        names, found = set(job_names), {}
+        for job in self._rpc("Jobs.load", self._pyslurm.Jobs.load).values():
+            if str(getattr(job, "name", "")) in names:
+                found[str(job.name)] = max(found.get(str(job.name), 0), int(job.id))
+        database = getattr(self._pyslurm, "db", None)
+        if database is not None and names - found.keys():
+            for job in self._rpc("db.Jobs.load", database.Jobs.load,
+                                 database.JobFilter(names=sorted(names), start_time=since)):
+                if str(getattr(job, "name", "")) in names:
+                    found[str(job.name)] = max(found.get(str(job.name), 0), int(job.id))
+        return {name: str(job_id) for name, job_id in found.items()}
 
     def cancel(self, scheduler_job_ids: Collection[str]) -> None:
         """Cancel the jobs (one RPC each: libslurm has no batch cancel);
@@ -179,6 +198,22 @@ class PyslurmExecutor:
     def partitions(self) -> list[SinfoRow]:
         """Not offered through pyslurm here; raises :class:`ExecutorError` (use sinfo)."""
         raise ExecutorError("the pyslurm executor does not list partitions; use the slurm executor's sinfo")
+
+
+#: sbatch options the gateway passes per job, and the pyslurm
+#: ``JobSubmitDescription`` fields they set.
+_SBATCH_FIELDS = {"--account": "account", "--qos": "qos", "--comment": "comment", "--wckey": "wckey",
+                  "--partition": "partition", "--nice": "nice"}
+
+
+def _description_fields(extra_args: Sequence[str]) -> dict[str, str]:
+    fields = {}
+    for arg in extra_args:
+        option, _, value = arg.partition("=")
+        if option not in _SBATCH_FIELDS or not value:
+            raise ValueError(f"the pyslurm executor cannot pass sbatch option {arg!r}")
+        fields[_SBATCH_FIELDS[option]] = value
+    return fields
 
 
 def _text(value: Any) -> str | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Collection, Sequence, TypeVar
 
-from hpc_jobs.executors.base import ExecutorError, JobObservation
+from hpc_jobs.executors.base import ExecutorError, JobObservation, Observations, SubmissionUnconfirmed
 from hpc_jobs.slurm.commands import (
     Sacct,
     SacctRow,
@@ -25,8 +25,8 @@ from hpc_jobs.slurm.commands import (
     SlurmCommand,
     Squeue,
     SqueueAll,
+    SqueueByName,
     SqueueRow,
-    SqueueStart,
     StartEstimate,
 )
 from hpc_jobs.transports.base import Transport, TransportError
@@ -67,7 +67,7 @@ class SlurmExecutor:
             raise ExecutorError(f"could not run {command.argv()[0]}: {exc}", retryable=True) from exc
         return command.parse(result)
 
-    def _sbatch(self, cls: type[Sbatch], work_dir: Path, job_name: str) -> Sbatch:
+    def _sbatch(self, cls: type[Sbatch], work_dir: Path, job_name: str, extra_args: Sequence[str] = ()) -> Sbatch:
         work_dir = Path(work_dir)
         return cls(
             script=work_dir / SCRIPT_FILE,
@@ -75,17 +75,28 @@ class SlurmExecutor:
             chdir=work_dir,
             output=work_dir / STDOUT_FILE,
             error=work_dir / STDERR_FILE,
-            extra_args=self._extra_sbatch_args,
+            extra_args=(*self._extra_sbatch_args, *extra_args),
         )
 
-    def submit(self, work_dir: Path, *, job_name: str) -> str:
-        """Submit ``work_dir/job.sbatch``; returns Slurm's job id (``"1234"``).
+    def submit(self, work_dir: Path, *, job_name: str, extra_args: Sequence[str] = ()) -> str:
+        """Submit ``work_dir/job.sbatch``; returns Slurm's job id (``"1234"``,
+        or ``"1234;cluster"`` when sbatch named a cluster).
 
         stdout/stderr go to ``work_dir/stdout.log``/``stderr.log``. Raises
-        ``ValueError`` for a job name outside ``[A-Za-z0-9._-]{1,128}`` and
-        :class:`ExecutorError` when sbatch refuses or cannot reach Slurm.
+        ``ValueError`` for a job name outside ``[A-Za-z0-9._-]{1,128}``,
+        :class:`SubmissionUnconfirmed` when sbatch may have created the job
+        without telling its id (no id in its answer, a timeout, a lost
+        connection), and :class:`ExecutorError` when sbatch refused the job
+        (``retryable`` for a busy or unreachable controller).
         """
-        return self._run(self._sbatch(Sbatch, work_dir, job_name)).slurm_job_id
+        command = self._sbatch(Sbatch, work_dir, job_name, extra_args)
+        try:
+            result = self._transport.run(command.argv(), timeout=self._timeout)
+        except TransportError as exc:
+            # The command may have reached slurmctld before the connection or clock ran out.
+            raise SubmissionUnconfirmed(f"sbatch gave no answer: {exc}") from exc
+        submitted = command.parse(result)
+        return f"{submitted.slurm_job_id};{submitted.cluster}" if submitted.cluster else submitted.slurm_job_id
 
     def test_only(self, work_dir: Path, *, job_name: str) -> StartEstimate:
         """Ask ``sbatch --test-only`` whether and when the job would start.
@@ -95,68 +106,75 @@ class SlurmExecutor:
         """
         return self._run(self._sbatch(SbatchTestOnly, work_dir, job_name))  # type: ignore[return-value]
 
-    def observe(self, scheduler_job_ids: Collection[str]) -> dict[str, JobObservation]:
-        """States of ``scheduler_job_ids``: one squeue call, then at most one
+    def observe(self, scheduler_job_ids: Collection[str]) -> Observations:
+        """States of ``scheduler_job_ids``: per cluster named in the ids
+        (``"1234;cluster"``, usually none), one squeue call, then at most one
         sacct call for the ids squeue did not list.
 
         squeue (the controller's live view) wins for jobs it reports;
         finished jobs come from sacct with their exit code. An id known to
         neither is absent from the result. sacct can trail squeue by a
         moment, so a job that just left squeue may still read ``RUNNING``
-        (or be absent) until slurmdbd has its end record. Only the ids asked for are
-        returned (array tasks or het components of them are not).
-        Raises :class:`ExecutorError`, or ``ValueError`` for a malformed id;
-        no call at all for an empty set.
+        (or be absent) until slurmdbd has its end record. When sacct fails
+        (accounting disabled, slurmdbd down) the squeue answers are still
+        returned, with ``complete`` False. Raises :class:`ExecutorError` when
+        squeue fails, ``ValueError`` for a malformed id; no call at all for
+        an empty set.
         """
-        wanted = set(scheduler_job_ids)
-        if not wanted:
-            return {}
-        observed: dict[str, JobObservation] = {}
-        for job_id, row in self._run(Squeue(wanted)).items():
-            if job_id in wanted:
-                observed[job_id] = _from_squeue(row)
-        missing = wanted - observed.keys()
-        if missing:
-            for job_id, row in self._run(Sacct(job_ids=missing)).items():
+        observed = Observations()
+        by_cluster: dict[str | None, dict[str, str]] = {}
+        for full_id in set(scheduler_job_ids):
+            job_id, _, cluster = full_id.partition(";")
+            by_cluster.setdefault(cluster or None, {})[job_id] = full_id
+        for cluster, wanted in by_cluster.items():
+            where = {"clusters": cluster} if cluster else {}
+            for job_id, row in self._run(Squeue(wanted.keys(), **where)).items():
+                if job_id in wanted:
+                    observed[wanted[job_id]] = _from_squeue(row, wanted[job_id])
+            missing = {job_id for job_id, full in wanted.items() if full not in observed}
+            if not missing:
+                continue
+            try:
+                rows = self._run(Sacct(job_ids=missing, **where))
+            except ExecutorError:
+                observed.complete = False
+                continue
+            for job_id, row in rows.items():
                 if job_id in missing:
-                    observed[job_id] = _from_sacct(row)
+                    observed[wanted[job_id]] = _from_sacct(row, wanted[job_id])
         return observed
 
-    def observe_by_name(
-        self, job_names: Collection[str], *, since: str = "now-7days"
-    ) -> dict[str, list[JobObservation]]:
-        """Jobs per name, found by one sacct call (to recover a lost job id).
-
-        ``since``: how far back to look, in sacct ``--starttime`` syntax.
-        Returns ``{name: [observation, ...]}`` oldest first by job id; names
-        without jobs are absent. A job that ended in the last second or two
-        may be missing: slurmdbd can store its end before its eligible time,
-        and sacct's time-window queries skip jobs without one. Raises
-        ``ValueError`` for a bad name and
-        :class:`ExecutorError`; no call at all for an empty set.
+    def find_by_name(self, job_names: Collection[str], *, since: datetime) -> dict[str, str]:
+        """``{job_name: slurm_job_id}`` for the named jobs: the live queue
+        (one squeue call) and sacct since ``since`` (one call), newest id
+        per name. Raises :class:`ExecutorError` when either call fails,
+        since a job missing from a failed source may exist.
         """
         names = set(job_names)
         if not names:
             return {}
-        found: dict[str, list[tuple[int, JobObservation]]] = {}
-        for row in self._run(Sacct(job_names=names, start_time=since)).values():
-            if row.name in names:
-                order = int(row.job_id_raw) if row.job_id_raw.isdigit() else -1
-                found.setdefault(row.name, []).append((order, _from_sacct(row)))
-        return {name: [obs for _, obs in sorted(items, key=lambda t: t[0])] for name, items in found.items()}
+        found: dict[str, list[int]] = {}
+        for row in self._run(SqueueByName(names)).values():
+            if row.name in names and row.array_job_id.isdigit():
+                found.setdefault(row.name, []).append(int(row.array_job_id))
+        local_since = since.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+        for row in self._run(Sacct(job_names=names, start_time=local_since)).values():
+            if row.name in names and row.job_id_raw.isdigit():
+                found.setdefault(row.name, []).append(int(row.job_id_raw))
+        return {name: str(max(ids)) for name, ids in found.items()}
 
     def cancel(self, scheduler_job_ids: Collection[str]) -> None:
-        """scancel the jobs in one call; jobs already finished or unknown are fine.
+        """scancel the jobs, one call per cluster named in the ids; jobs
+        already finished or unknown are fine.
 
         Raises :class:`ExecutorError`; no call at all for an empty set.
         """
-        if scheduler_job_ids:
-            self._run(Scancel(set(scheduler_job_ids)))
-
-    def expected_start(self, scheduler_job_id: str) -> datetime | None:
-        """When Slurm expects a pending job to start (``squeue --start``), as naive
-        controller-local time; ``None`` when it has no estimate. One call."""
-        return self._run(SqueueStart(scheduler_job_id))
+        by_cluster: dict[str | None, set[str]] = {}
+        for full_id in scheduler_job_ids:
+            job_id, _, cluster = full_id.partition(";")
+            by_cluster.setdefault(cluster or None, set()).add(job_id)
+        for cluster, ids in by_cluster.items():
+            self._run(Scancel(ids, **({"clusters": cluster} if cluster else {})))
 
     def queue(self) -> list[SqueueRow]:
         """The live queue (every job squeue shows this account), one call.
@@ -176,15 +194,16 @@ class SlurmExecutor:
             return False
 
 
-def _from_squeue(row: SqueueRow) -> JobObservation:
+def _from_squeue(row: SqueueRow, full_id: str) -> JobObservation:
     return JobObservation(
-        scheduler_job_id=row.job_id, state=row.state, reason=row.reason, source="squeue"
+        scheduler_job_id=full_id, state=row.state, reason=row.reason, source="squeue",
+        expected_start=row.start_time if row.state == "PENDING" else None,
     )
 
 
-def _from_sacct(row: SacctRow) -> JobObservation:
+def _from_sacct(row: SacctRow, full_id: str) -> JobObservation:
     return JobObservation(
-        scheduler_job_id=row.job_id,
+        scheduler_job_id=full_id,
         state=row.state,
         reason=row.reason,
         exit_code=row.exit_code,

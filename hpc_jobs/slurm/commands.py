@@ -24,14 +24,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
-from hpc_jobs.executors.base import ExecutorError
+from hpc_jobs.executors.base import ExecutorError, SubmissionUnconfirmed
 from hpc_jobs.transports.base import CommandResult
 
 __all__ = [
+    "CLUSTER_NAME_PATTERN",
     "JOB_NAME_PATTERN",
     "Sacct",
     "SacctRow",
     "Sbatch",
+    "SbatchAnswerLost",
     "SbatchTestOnly",
     "Scancel",
     "ScontrolPing",
@@ -39,11 +41,16 @@ __all__ = [
     "SinfoRow",
     "SlurmCommand",
     "Squeue",
+    "SqueueByName",
+    "SQUEUE_FORMAT",
     "SqueueRow",
+    "SqueueStart",
     "StartEstimate",
     "SubmittedJob",
     "parse_slurm_datetime",
     "parse_slurm_duration",
+    "scrub_slurm_message",
+    "validate_cluster_name",
     "validate_job_id",
     "validate_job_name",
 ]
@@ -53,6 +60,9 @@ T = TypeVar("T")
 #: Job names we hand to ``sbatch --job-name``: also safe in file names, logs
 #: and ``sacct --name`` lists (which are comma-separated).
 JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+#: Cluster names we pass to ``-M`` (one cluster; never a list or ``all``).
+CLUSTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 # A plain job, an array task or a het-job component. Array *expressions*
 # ("12_[1-5%2]") are output-only and never accepted as input.
@@ -88,6 +98,21 @@ def validate_job_name(name: str) -> str:
             f"invalid Slurm job name {name!r}: use 1-128 characters of A-Z a-z 0-9 . _ -"
         )
     return name
+
+
+def validate_cluster_name(cluster: str) -> str:
+    """Return ``cluster`` if it is one Slurm cluster name (1-64 characters of
+    ``[A-Za-z0-9._-]``, not starting with ``.`` or ``-``, not ``all``).
+
+    Raises ``ValueError`` otherwise.
+    """
+    if not isinstance(cluster, str) or not CLUSTER_NAME_PATTERN.fullmatch(cluster) or cluster.lower() == "all":
+        raise ValueError(f"invalid Slurm cluster name {cluster!r}")
+    return cluster
+
+
+def _cluster_option(cluster: str | None) -> list[str]:
+    return [] if cluster is None else ["-M", cluster]
 
 
 def validate_job_id(job_id: str) -> str:
@@ -178,6 +203,33 @@ def _slurm_message(result: CommandResult) -> str:
     return message or f"{result.argv[0] if result.argv else 'command'} exited with status {result.returncode}"
 
 
+# What a Slurm message may say about the service's own machines and files.
+_PATH = re.compile(r"(?<![A-Za-z0-9_.~/-])~?/[^\s'\"`(),;]*")
+_USER_AT_HOST = re.compile(r"\b[A-Za-z0-9._-]+@[A-Za-z0-9.-]+")
+_IPV4 = re.compile(r"\b[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?\b")
+_HOST_PORT = re.compile(r"\b[A-Za-z][A-Za-z0-9.-]*:[0-9]{2,5}\b")
+_DOMAIN_NAME = re.compile(r"\b(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}\b")
+_SCRUBBED_LENGTH = 500
+
+
+def scrub_slurm_message(text: str) -> str:
+    """``text`` (a Slurm error message) without the service's paths and hosts, for a user to read.
+
+    Replaces absolute and ``~`` paths with ``<path>``, ``user@host`` with
+    ``<user>@<host>``, IPv4 addresses and ``host:port`` with ``<address>``, and
+    names with two or more dots (``login1.cluster.example.org``) with
+    ``<host>``; keeps Slurm's wording (``account/partition``, ``N/A``), and
+    at most 500 characters. A bare host name without dots cannot be told
+    from a word and stays.
+    """
+    text = _PATH.sub("<path>", text)
+    text = _USER_AT_HOST.sub("<user>@<host>", text)
+    text = _IPV4.sub("<address>", text)
+    text = _HOST_PORT.sub("<address>", text)
+    text = _DOMAIN_NAME.sub("<host>", text)
+    return text if len(text) <= _SCRUBBED_LENGTH else text[: _SCRUBBED_LENGTH - 3] + "..."
+
+
 def _is_retryable(message: str) -> bool:
     lowered = message.lower()
     return any(marker in lowered for marker in _RETRYABLE_MARKERS)
@@ -226,10 +278,22 @@ class SlurmCommand(Generic[T]):
 
 @dataclass(frozen=True)
 class SubmittedJob:
-    """What ``sbatch --parsable`` answered: ``"1234"`` or ``"1234;cluster"``."""
+    """What sbatch answered: the job id (``"1234"``) and, in a multi-cluster
+    setup (``-M``), the cluster that took the job (``None`` otherwise)."""
 
     slurm_job_id: str
     cluster: str | None = None
+
+
+class SbatchAnswerLost(SubmissionUnconfirmed):
+    """sbatch may have created the job, but its answer names no single job id
+    (exit 0 without one, several ids, or an id and then a failure).
+
+    The job must be looked up by its (unique) name (:class:`SqueueByName`,
+    :class:`Sacct` with ``job_names``), never submitted again. An
+    :class:`ExecutorError` (via :class:`SubmissionUnconfirmed`), not
+    retryable.
+    """
 
 
 @dataclass(frozen=True)
@@ -248,7 +312,22 @@ class StartEstimate:
     partition: str
 
 
-_PARSABLE_LINE = re.compile(r"(?P<id>[0-9]+)(?:;(?P<cluster>[A-Za-z0-9._-]+))?")
+_PARSABLE_LINE = re.compile(r"(?P<id>[0-9]+)(?:;(?P<cluster>[A-Za-z0-9_][A-Za-z0-9._-]{0,63}))?")
+_SUBMITTED_LINE = re.compile(
+    r"\bSubmitted batch job (?P<id>[0-9]+)(?: on cluster (?P<cluster>[A-Za-z0-9_][A-Za-z0-9._-]{0,63}))?"
+)
+
+
+def _submitted_ids(text: str, bare_ids: bool) -> Iterator[re.Match[str]]:
+    """The job ids in sbatch's output ``text``: ``Submitted batch job ...``
+    anywhere, and with ``bare_ids`` lines that are nothing but ``<id>[;<cluster>]``."""
+    for line in text.splitlines():
+        line = line.strip()
+        match = _PARSABLE_LINE.fullmatch(line) if bare_ids else None
+        if match:
+            yield match
+        else:
+            yield from _SUBMITTED_LINE.finditer(line)
 _TEST_ONLY_LINE = re.compile(
     r"Job (?P<id>[0-9]+) to start at (?P<start>\S+) using (?P<procs>[0-9]+) processors?"
     r" on nodes (?P<nodes>\S+) in partition (?P<partition>\S+)"
@@ -294,22 +373,42 @@ class Sbatch(SlurmCommand[SubmittedJob]):
         return ["sbatch", *self._options(), str(self.script)]
 
     def parse(self, result: CommandResult) -> SubmittedJob:
-        """Find the ``<id>[;<cluster>]`` line among any warnings.
+        """The job id (and cluster) in sbatch's answer, among any notices.
 
-        Raises :class:`ExecutorError` (``retryable`` when the controller was
-        unreachable) for a non-zero exit or when no id line is present.
+        Recognised, on stdout (where ``--parsable`` writes) or stderr, around
+        any site notices and warnings: a line that is only ``<id>`` or
+        ``<id>;<cluster>``, and ``Submitted batch job <id>`` with an optional
+        `` on cluster <cluster>`` (sbatch without ``--parsable``, e.g. behind
+        a site wrapper).
+
+        Raises :class:`SbatchAnswerLost` when the job may exist but its id is
+        not known: exit 0 without a recognisable id, several different ids,
+        or an id printed by an sbatch that then failed. Raises
+        :class:`ExecutorError` for a refusal (exit not 0): its message is
+        Slurm's reason through :func:`scrub_slurm_message` (fit for the
+        job's ``error``), ``retryable`` for a busy or unreachable controller.
         """
+        found = {
+            SubmittedJob(match["id"], match["cluster"])
+            for text, bare_ids in ((result.stdout, True), (result.stderr, False))
+            for match in _submitted_ids(text, bare_ids)
+        }
+        output = scrub_slurm_message((result.stdout + result.stderr).strip())
         if result.returncode != 0:
-            _raise_for(result)
-        # The id is the last line that is nothing but an id; warnings
-        # ("sbatch: Warning: ...") can come before it, on either stream.
-        for line in reversed(result.stdout.splitlines()):
-            match = _PARSABLE_LINE.fullmatch(line.strip())
-            if match:
-                return SubmittedJob(match["id"], match["cluster"])
-        raise ExecutorError(
-            f"sbatch printed no job id: {(result.stdout + result.stderr).strip()[:500]!r}"
-        )
+            if found:
+                raise SbatchAnswerLost(
+                    f"sbatch exited with status {result.returncode} after naming job"
+                    f" {', '.join(sorted(job.slurm_job_id for job in found))}: {output!r}"
+                )
+            message = scrub_slurm_message(_slurm_message(result))
+            raise ExecutorError(message, retryable=_is_retryable(message))
+        if len(found) == 1:
+            return found.pop()
+        if found:
+            raise SbatchAnswerLost(
+                f"sbatch named several job ids ({', '.join(sorted(job.slurm_job_id for job in found))}): {output!r}"
+            )
+        raise SbatchAnswerLost(f"sbatch printed no job id: {output!r}")
 
 
 @dataclass(frozen=True)
@@ -373,26 +472,67 @@ class SqueueRow:
     name: str
 
 
+#: ``squeue --format`` of :class:`SqueueRow`: the free-text fields last.
+SQUEUE_FORMAT = "%i|%T|%P|%M|%l|%S|%V|%N|%F|%K|%r|%j"
+_SQUEUE_FIELDS = 12
+
+
+def _is_cluster_header(line: str) -> bool:
+    # With -M, squeue may print "CLUSTER: <name>" before that cluster's rows.
+    return line.startswith("CLUSTER: ")
+
+
+def _squeue_rows(result: CommandResult) -> dict[str, SqueueRow]:
+    """Rows of a ``squeue --format=SQUEUE_FORMAT`` answer, keyed by ``job_id``."""
+    rows: dict[str, SqueueRow] = {}
+    with _reading("squeue"):
+        for line in result.stdout.splitlines():
+            if not line.strip() or _is_cluster_header(line):
+                continue
+            (job_id, state, partition, elapsed, limit, start, submit, nodes,
+             array_job, array_task, reason, name) = _split_row(line, _SQUEUE_FIELDS)
+            rows[job_id.strip()] = SqueueRow(
+                job_id=job_id.strip(),
+                state=state.strip(),
+                reason=_optional(reason),
+                partition=partition.strip(),
+                elapsed=parse_slurm_duration(elapsed),
+                time_limit=parse_slurm_duration(limit),
+                start_time=parse_slurm_datetime(start),
+                submit_time=parse_slurm_datetime(submit),
+                node_list=_optional(nodes),
+                array_job_id=array_job.strip(),
+                array_task_id=_optional(array_task),
+                name=name,
+            )
+    return rows
+
+
 @dataclass(frozen=True)
 class Squeue(SlurmCommand[dict[str, SqueueRow]]):
     """``squeue`` for a set of job ids, in one call.
 
     Without ``--states`` squeue lists only live jobs (pending, running,
     completing, suspended...); finished ones are sacct's business.
-    Raises ``ValueError`` for an empty or malformed id set.
+    ``clusters``: ask that cluster (``-M``) in a multi-cluster setup.
+    Raises ``ValueError`` for an empty or malformed id set or cluster name.
     """
 
     job_ids: Collection[str]
+    clusters: str | None = None
 
-    FORMAT: ClassVar[str] = "%i|%T|%P|%M|%l|%S|%V|%N|%F|%K|%r|%j"
-    _FIELDS: ClassVar[int] = 12
+    FORMAT: ClassVar[str] = SQUEUE_FORMAT
+    _FIELDS: ClassVar[int] = _SQUEUE_FIELDS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_ids", _job_id_list(self.job_ids))
+        if self.clusters is not None:
+            validate_cluster_name(self.clusters)
 
     def argv(self) -> list[str]:
         return [
             "squeue",
+            *_cluster_option(self.clusters),
             "--noheader",
             f"--format={self.FORMAT}",
             f"--jobs={','.join(self.job_ids)}",
@@ -406,28 +546,52 @@ class Squeue(SlurmCommand[dict[str, SqueueRow]]):
             if _knows_none_of_the_ids(result):
                 return {}
             _raise_for(result)
-        rows: dict[str, SqueueRow] = {}
-        with _reading("squeue"):
-            for line in result.stdout.splitlines():
-                if not line.strip():
-                    continue
-                (job_id, state, partition, elapsed, limit, start, submit, nodes,
-                 array_job, array_task, reason, name) = _split_row(line, self._FIELDS)
-                rows[job_id.strip()] = SqueueRow(
-                    job_id=job_id.strip(),
-                    state=state.strip(),
-                    reason=_optional(reason),
-                    partition=partition.strip(),
-                    elapsed=parse_slurm_duration(elapsed),
-                    time_limit=parse_slurm_duration(limit),
-                    start_time=parse_slurm_datetime(start),
-                    submit_time=parse_slurm_datetime(submit),
-                    node_list=_optional(nodes),
-                    array_job_id=array_job.strip(),
-                    array_task_id=_optional(array_task),
-                    name=name,
-                )
-        return rows
+        return _squeue_rows(result)
+
+
+@dataclass(frozen=True)
+class SqueueByName(SlurmCommand[dict[str, SqueueRow]]):
+    """``squeue`` of the caller's own jobs with any of ``job_names``, in one call.
+
+    For finding jobs whose submission answer was lost (:class:`SbatchAnswerLost`):
+    ``--me`` (never another user's job of the same name) and ``--states=all``
+    (pending, running, and finished jobs slurmctld still remembers, for
+    ``MinJobAge``, 300 s by default; older ones are sacct's business).
+    ``clusters``: ask that cluster (``-M``). Raises ``ValueError`` for an
+    empty name set, a name outside :data:`JOB_NAME_PATTERN` or a bad
+    cluster name.
+    """
+
+    job_names: Collection[str]
+    clusters: str | None = None
+
+    def __post_init__(self) -> None:
+        names = tuple(sorted({validate_job_name(name) for name in self.job_names}))
+        if not names:
+            # An empty --name= would list every job.
+            raise ValueError("at least one job name is required")
+        object.__setattr__(self, "job_names", names)
+        if self.clusters is not None:
+            validate_cluster_name(self.clusters)
+
+    def argv(self) -> list[str]:
+        return [
+            "squeue",
+            *_cluster_option(self.clusters),
+            "--noheader",
+            f"--format={SQUEUE_FORMAT}",
+            "--me",
+            "--states=all",
+            f"--name={','.join(self.job_names)}",
+        ]
+
+    def parse(self, result: CommandResult) -> dict[str, SqueueRow]:
+        """Rows keyed by ``job_id``, each with its ``name``; only the names
+        asked for. ``{}`` when none exists. Raises :class:`ExecutorError`."""
+        if result.returncode != 0:
+            _raise_for(result)
+        wanted = set(self.job_names)
+        return {job_id: row for job_id, row in _squeue_rows(result).items() if row.name in wanted}
 
 
 @dataclass(frozen=True)
@@ -436,15 +600,20 @@ class SqueueStart(SlurmCommand["datetime | None"]):
 
     Only pending jobs have an expected start; for others, and while the
     scheduler has not planned the job yet (``N/A``), the answer is ``None``.
+    ``clusters``: ask that cluster (``-M``).
     """
 
     job_id: str
+    clusters: str | None = None
 
     def __post_init__(self) -> None:
         validate_job_id(self.job_id)
+        if self.clusters is not None:
+            validate_cluster_name(self.clusters)
 
     def argv(self) -> list[str]:
-        return ["squeue", "--start", "--noheader", "--format=%i|%S", f"--jobs={self.job_id}"]
+        return ["squeue", *_cluster_option(self.clusters), "--start", "--noheader", "--format=%i|%S",
+                f"--jobs={self.job_id}"]
 
     def parse(self, result: CommandResult) -> datetime | None:
         """Naive controller-local time, or ``None``. Raises :class:`ExecutorError` on failure."""
@@ -467,10 +636,11 @@ class SqueueAll(Squeue):
     job_ids: Collection[str] = ()
 
     def __post_init__(self) -> None:
-        pass
+        if self.clusters is not None:
+            validate_cluster_name(self.clusters)
 
     def argv(self) -> list[str]:
-        return ["squeue", "--noheader", f"--format={self.FORMAT}"]
+        return ["squeue", *_cluster_option(self.clusters), "--noheader", f"--format={self.FORMAT}"]
 
 
 # --------------------------------------------------------------------------- sacct
@@ -511,12 +681,14 @@ class Sacct(SlurmCommand[dict[str, SacctRow]]):
     ``start_time`` window (Slurm syntax: ``"now-7days"``,
     ``"2024-05-01T00:00"``; sacct's own default would be today 00:00).
     ``--allocations`` keeps step rows out; the parser still skips any.
-    Raises ``ValueError`` when neither or both are given, or on a bad id/name.
+    ``clusters``: ask that cluster (``-M``). Raises ``ValueError`` when
+    neither or both are given, or on a bad id, name or cluster name.
     """
 
     job_ids: Collection[str] = ()
     job_names: Collection[str] = ()
     start_time: str = "now-7days"
+    clusters: str | None = None
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         "JobID", "JobIDRaw", "State", "ExitCode", "Partition", "Elapsed",
@@ -532,10 +704,13 @@ class Sacct(SlurmCommand[dict[str, SacctRow]]):
             object.__setattr__(
                 self, "job_names", tuple(sorted({validate_job_name(n) for n in self.job_names}))
             )
+        if self.clusters is not None:
+            validate_cluster_name(self.clusters)
 
     def argv(self) -> list[str]:
         argv = [
             "sacct",
+            *_cluster_option(self.clusters),
             "--parsable2",
             "--noheader",
             "--allocations",
@@ -548,15 +723,22 @@ class Sacct(SlurmCommand[dict[str, SacctRow]]):
         return argv
 
     def parse(self, result: CommandResult) -> dict[str, SacctRow]:
-        """Allocation rows keyed by ``job_id``; ``.batch``/``.extern``/``.N``
-        step rows are skipped. Unknown ids are simply absent. Raises
-        :class:`ExecutorError` (retryable when slurmdbd is unreachable)."""
+        """Allocation rows keyed by ``job_id`` and also by ``job_id_raw``.
+
+        An array task is ``"7000_3"`` to sacct but ``"7003"`` to whoever
+        tracks it by its own id, so both keys lead to the same row (a het
+        component ``"44+1"`` is also ``"45"``). Ids are matched whole, never
+        by prefix; a display id wins over another row's raw id. Iterate
+        ``set(rows.values())`` for each row once. ``.batch``/``.extern``/``.N``
+        step rows are skipped, unknown ids are simply absent. Raises
+        :class:`ExecutorError` (retryable when slurmdbd is unreachable).
+        """
         if result.returncode != 0:
             _raise_for(result)
         rows: dict[str, SacctRow] = {}
         with _reading("sacct"):
             for line in result.stdout.splitlines():
-                if not line.strip():
+                if not line.strip() or _is_cluster_header(line):
                     continue
                 (job_id, raw_id, state, exit_code, partition, elapsed, submit, start, end,
                  nodes, cluster, reason, name) = _split_row(line, len(self.FIELDS))
@@ -578,6 +760,9 @@ class Sacct(SlurmCommand[dict[str, SacctRow]]):
                     cluster=_optional(id_cluster) or _optional(cluster),
                     name=name,
                 )
+        for row in list(rows.values()):
+            if row.job_id_raw and row.job_id_raw != row.job_id:
+                rows.setdefault(row.job_id_raw, row)
         return rows
 
 
@@ -597,16 +782,20 @@ _SCANCEL_BENIGN = (
 class Scancel(SlurmCommand[None]):
     """``scancel`` of a set of job ids, in one call.
 
-    Raises ``ValueError`` for an empty or malformed id set.
+    ``clusters``: on that cluster (``-M``). Raises ``ValueError`` for an
+    empty or malformed id set or cluster name.
     """
 
     job_ids: Collection[str]
+    clusters: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "job_ids", _job_id_list(self.job_ids))
+        if self.clusters is not None:
+            validate_cluster_name(self.clusters)
 
     def argv(self) -> list[str]:
-        return ["scancel", *self.job_ids]
+        return ["scancel", *_cluster_option(self.clusters), *self.job_ids]
 
     def parse(self, result: CommandResult) -> None:
         """Succeeds when every job is cancelled or already gone/finished.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import Mapping, Sequence
 
+from hpc_jobs.metrics import observe_command
 from hpc_jobs.transports.base import CommandResult, TransportError
 
 
@@ -17,6 +18,7 @@ class LocalTransport:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._env = dict(env) if env else None
 
+    @observe_command
     def run(self, argv: Sequence[str], *, timeout: float = 30.0) -> CommandResult:
         import os
 

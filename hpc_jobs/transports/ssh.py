@@ -13,6 +13,7 @@ nothing else: an unknown or changed key is refused, never learned.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import posixpath
 import re
@@ -27,9 +28,10 @@ from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import paramiko
 
+from hpc_jobs import metrics
 from hpc_jobs.transports.base import CommandResult, TransportError
 
-__all__ = ["MAX_READ_BYTES", "SSHTransport", "remote_command"]
+__all__ = ["MAX_READ_BYTES", "REMOTE_KILL_AFTER", "SSHTransport", "remote_command"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ T = TypeVar("T")
 #: files the gateway reads (result.json, error.json, stderr.log) are far
 #: smaller; a bigger one is a runaway job, not something to load into memory.
 MAX_READ_BYTES = 16 * 1024 * 1024
+
+#: Seconds between the SIGTERM and the SIGKILL that end a remote command past its timeout.
+REMOTE_KILL_AFTER = 2
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHUNK = 65536
@@ -206,6 +211,9 @@ class SSHTransport:
                     self._client = None
                 self._client = self._connect()
                 self._owner_pid = os.getpid()
+                metrics.SSH_CONNECTIONS_OPENED.inc()
+                if self._connections_opened:
+                    metrics.SSH_RECONNECTS.inc()
                 self._connections_opened += 1
                 ssh = self._client.get_transport()
             assert ssh is not None
@@ -315,25 +323,39 @@ class SSHTransport:
 
     # ------------------------------------------------------------------ commands
 
+    @metrics.observe_command
     def run(self, argv: Sequence[str], *, timeout: float = 30.0) -> CommandResult:
-        """Run ``argv`` on the remote host; ``timeout``: seconds from opening the
-        channel to the exit status (connecting has its own ``connect_timeout``).
+        """Run ``argv`` on the remote host; ``timeout``: seconds from the call
+        to the exit status (connecting has its own ``connect_timeout``).
 
         stdout and stderr are read together as they arrive, so a command that
         fills both cannot stall. ``returncode`` is -1 when the remote program
         died of a signal (SSH reports no exit status then). Raises
         :class:`TransportError` when the host cannot be reached, the
         connection is lost or the command overruns ``timeout``; in the last
-        two cases the remote program may have run, and may still be running.
-        Raises ``ValueError`` for an argv :func:`remote_command` refuses.
+        two cases the remote program may have run.
+
+        The remote program runs under coreutils ``timeout`` (which the login
+        node must have), so it ends about a second after ``timeout`` even if
+        this side gave up or the connection died: it gets SIGTERM, SIGKILL
+        :data:`REMOTE_KILL_AFTER` seconds later, and so does every process
+        it started. (Closing the channel alone ends nothing: without a pty
+        the program gets no SIGHUP, and a hanging ``squeue`` that writes
+        nothing never sees a broken pipe. A pty would merge stderr into
+        stdout, which the Slurm parsers read apart, and would need a live
+        connection to deliver the hang-up.) Raises ``ValueError`` for an argv
+        :func:`remote_command` refuses.
         """
-        command = remote_command(argv, self._env)
+        remote_command(argv, self._env)  # refuse a bad argv before waiting for a session
         deadline = time.monotonic() + timeout
         name = os.fspath(argv[0])
         if not self._sessions.acquire(timeout=timeout):
             raise TransportError(f"{name}: no free SSH session to {self._where} within {timeout:g} s")
         try:
-            return self._run(argv, command, name, deadline, timeout)
+            # Whole seconds, one more than what is left: this side gives up first.
+            seconds = math.ceil(max(0.0, deadline - time.monotonic())) + 1
+            bounded = ["timeout", f"--kill-after={REMOTE_KILL_AFTER}", str(seconds), *argv]
+            return self._run(argv, remote_command(bounded, self._env), name, deadline, timeout)
         finally:
             self._sessions.release()
 
@@ -451,12 +473,13 @@ class SSHTransport:
     def upload_dir(
         self, local_dir: str | os.PathLike[str], remote_dir: str | os.PathLike[str], *, timeout: float = 60.0
     ) -> None:
-        """Copy the tree ``local_dir`` to the absolute path ``remote_dir`` (mode 0750).
+        """Copy the tree ``local_dir`` to the absolute path ``remote_dir`` (mode
+        0700: job data belongs to the service user only).
 
         Files keep their permission bits. The copy is written to
         ``<remote_dir>.partial`` and renamed into place, so the remote side
         never sees a half-written work dir; an existing ``remote_dir`` is
-        replaced, and missing parents are created (mode 0750). ``timeout``:
+        replaced, and missing parents are created (mode 0700). ``timeout``:
         seconds for each SFTP request. Raises :class:`TransportError`, or
         ``ValueError`` for a relative or root ``remote_dir``.
         """
@@ -481,6 +504,49 @@ class SSHTransport:
         target = _remote_path(remote_dir)
         with self._sftp(timeout) as sftp:
             _remove(sftp, target)
+
+    def upload_dirs(self, pairs: Sequence[tuple[Path, PurePosixPath]], *, timeout: float = 60.0) -> None:
+        """:meth:`upload_dir` for several ``(local_dir, remote_dir)`` pairs in ONE
+        SFTP session (a pack's job dirs and its own folder), each replaced
+        atomically. Raises :class:`TransportError`."""
+        with self._sftp(timeout) as sftp:
+            for local, remote in pairs:
+                target = _remote_path(remote)
+                partial = target + ".partial"
+                _remove(sftp, partial)
+                _make_parents(sftp, posixpath.dirname(target))
+                _put_tree(sftp, Path(local), partial)
+                _remove(sftp, target)
+                sftp.posix_rename(partial, target)
+
+    def read_bytes_from(self, remote_path: str | os.PathLike[str], offset: int, *,
+                        timeout: float = 30.0) -> bytes | None:
+        """The remote file's bytes from ``offset`` on (at most :data:`MAX_READ_BYTES`),
+        ``None`` if it does not exist: one open, one pipelined read. Raises
+        :class:`TransportError`."""
+        path = _remote_path(remote_path)
+        with self._sftp(timeout) as sftp:
+            try:
+                handle = sftp.open(path, "rb")
+            except FileNotFoundError:
+                return None
+            with handle:
+                size = handle.stat().st_size or 0
+                if size <= offset:
+                    return b""
+                handle.seek(offset)
+                handle.prefetch(min(size - offset, MAX_READ_BYTES))
+                return handle.read(min(size - offset, MAX_READ_BYTES))
+
+    def touch_files(self, remote_paths: Sequence[PurePosixPath], *, timeout: float = 30.0) -> None:
+        """Create empty files (markers) in one SFTP session; a missing parent
+        folder is skipped. Raises :class:`TransportError`."""
+        with self._sftp(timeout) as sftp:
+            for remote in remote_paths:
+                try:
+                    sftp.open(_remote_path(remote), "w").close()
+                except FileNotFoundError:
+                    pass
 
 
 # ---------------------------------------------------------------------- helpers
@@ -587,13 +653,13 @@ def _make_parents(sftp: paramiko.SFTPClient, path: str) -> None:
             missing.append(path)
             path = posixpath.dirname(path)
     for directory in reversed(missing):
-        sftp.mkdir(directory, 0o750)
+        sftp.mkdir(directory, 0o700)
 
 
 def _put_tree(sftp: paramiko.SFTPClient, local: Path, remote: str) -> None:
-    sftp.mkdir(remote, 0o750)
+    sftp.mkdir(remote, 0o700)
     # The server applies its umask to mkdir; set the mode we promise.
-    sftp.chmod(remote, 0o750)
+    sftp.chmod(remote, 0o700)
     for entry in sorted(local.iterdir()):
         target = posixpath.join(remote, entry.name)
         if entry.is_symlink():

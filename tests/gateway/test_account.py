@@ -114,18 +114,6 @@ class TestJobQuotas:
         key = make_user(site_app.extensions["qcos"], tier="lab")[1]
         assert all(_submit(client, key).status_code == 201 for _ in range(4))
 
-    def test_a_refused_submission_gives_its_daily_job_back(self, settings, small_tiers, tmp_path):
-        from gateway import create_app
-        from hpc_jobs.executors.local import LocalExecutor
-
-        blocker = tmp_path / "file"
-        blocker.write_text("")
-        app = create_app({"QCOS_SETTINGS": settings.model_copy(update={"tiers_file": small_tiers}),
-                          "QCOS_EXECUTOR_OBJECT": LocalExecutor(blocker / "registry")})
-        key = make_user(app.extensions["qcos"], tier="trial")[1]
-        assert _submit(app.test_client(), key).status_code == 503
-        assert app.test_client().get("/user/me", headers={"X-API-Key": key}).get_json()["jobs_today"] == 0
-
     def test_a_user_of_a_tier_the_site_dropped_gets_a_clear_403(self, site_app):
         runtime = site_app.extensions["qcos"]
         key = make_user(runtime, tier="lab")[1]

@@ -37,11 +37,25 @@ def _assert_error(response, status, code):
     return body
 
 
+def _poll_once(runtime):
+    from gateway import estimates
+    from gateway.models import utcnow
+    from gateway.poller import poll_cycle, refresh_queue_model
+
+    report = poll_cycle(runtime, observe=True)
+    refresh_queue_model(runtime, scheduler_ok=report.scheduler_ok, pending_start=None, now=utcnow())
+    estimates._cache.clear()
+
+
 class TestHealth:
-    def test_reports_version_and_a_real_queue_check(self, client):
+    def test_reports_the_pollers_last_scheduler_check(self, client, runtime):
+        _poll_once(runtime)
         response = client.get("/")
         assert response.status_code == 200
         assert response.get_json() == {"status": "healthy", "version": "1.0.0", "queue_connected": True}
+
+    def test_without_a_poller_the_queue_is_not_connected(self, client):
+        assert client.get("/").get_json()["queue_connected"] is False
 
     def test_queue_not_connected_when_the_executor_cannot_work(self, settings, tmp_path):
         from gateway import create_app
@@ -49,9 +63,16 @@ class TestHealth:
         blocker = tmp_path / "not-a-dir"
         blocker.write_text("")
         broken = create_app({"QCOS_SETTINGS": settings.model_copy(update={"state_dir": blocker})})
+        _poll_once(broken.extensions["qcos"])
         body = broken.test_client().get("/").get_json()
         assert body["queue_connected"] is False
         assert body["status"] == "degraded"
+
+    def test_the_check_needs_no_scheduler_call_in_the_request(self, client, runtime, mocker):
+        _poll_once(runtime)
+        ping = mocker.patch.object(runtime.executor, "ping", side_effect=AssertionError("called in a request"))
+        assert client.get("/").get_json()["queue_connected"] is True
+        ping.assert_not_called()
 
 
 class TestAuthentication:
@@ -125,8 +146,8 @@ class TestExecute:
         assert _job_count(runtime) == 0
 
     def test_non_json_and_malformed_json_are_refused(self, client, runtime, api_key):
-        _assert_error(client.post("/execute", data="qasm=1", headers={"X-API-Key": api_key,
-                      "Content-Type": "application/x-www-form-urlencoded"}), 415, "UNSUPPORTED_MEDIA_TYPE")
+        _assert_error(client.post("/execute", data="<qasm/>", headers={"X-API-Key": api_key,
+                      "Content-Type": "application/xml"}), 415, "UNSUPPORTED_MEDIA_TYPE")
         _assert_error(client.post("/execute", data="{not json", headers={"X-API-Key": api_key,
                       "Content-Type": "application/json"}), 400, "INVALID_REQUEST")
         _assert_error(client.post("/execute", json=[1, 2], headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
@@ -170,9 +191,11 @@ class TestExecute:
         runtime.tiers = {**runtime.tiers, "pro": runtime.tiers["pro"].model_copy(update={"max_qubits": 100})}
         clifford = _post(client, api_key, {"qasm": ghz, "shots": 10}).get_json()["job_id"]
         plain = _post(client, api_key, {"qasm": BELL.replace("h q[0];", "t q[0];"), "shots": 10}).get_json()
-        methods = [RunParameters.from_json((settings.work_root / job / PARAMS_FILE).read_text()).method
-                   for job in (clifford, plain["job_id"])]
+        jobs = [drive_until_final(runtime, job_id) for job_id in (clifford, plain["job_id"])]
+        methods = [RunParameters.from_json((settings.work_root / job.id / PARAMS_FILE).read_text()).method
+                   for job in jobs]
         assert methods == ["stabilizer", "statevector"]
+        assert [job.result["method"] for job in jobs] == methods
 
     def test_opaque_gate_is_refused_at_submission(self, client, runtime, api_key):
         qasm = 'OPENQASM 2.0; include "qelib1.inc"; opaque magic a; qreg q[1]; creg c[1]; magic q[0]; measure q -> c;'
@@ -239,7 +262,7 @@ class TestResults:
 
     def test_failed_job_answers_job_failed_with_its_reason(self, client, runtime, api_key, settings):
         job_id = _post(client, api_key, {"qasm": BELL, "shots": 10}).get_json()["job_id"]
-        lose_circuit_file(settings.work_root / job_id)
+        lose_circuit_file(runtime, job_id)
         job = drive_until_final(runtime, job_id)
         assert job.status == "failed" and "circuit.qasm" in job.error
         body = _assert_error(client.get(f"/results/{job_id}", headers={"X-API-Key": api_key}), 409, "JOB_FAILED")
@@ -248,9 +271,10 @@ class TestResults:
         assert status["status"] == "failed" and status["result"] is None and status["error"] == job.error
 
 
-class TestSchedulerFailure:
-    def test_unavailable_scheduler_is_503_and_keeps_nothing(self, settings, tmp_path):
+class TestSchedulerDown:
+    def test_a_scheduler_that_cannot_work_never_refuses_a_submission(self, settings, tmp_path):
         from gateway import create_app
+        from gateway.poller import service_cycle
         from hpc_jobs.executors.local import LocalExecutor
 
         blocker = tmp_path / "file"
@@ -258,11 +282,12 @@ class TestSchedulerFailure:
         app = create_app({"QCOS_SETTINGS": settings, "QCOS_EXECUTOR_OBJECT": LocalExecutor(blocker / "registry")})
         runtime = app.extensions["qcos"]
         key = make_user(runtime)[1]
-        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "doomed"},
+        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "waits"},
                                           headers={"X-API-Key": key})
-        _assert_error(response, 503, "SERVICE_UNAVAILABLE")
-        assert _job_count(runtime) == 0
-        assert not (settings.work_root / "doomed").exists()
+        assert response.status_code == 201 and response.get_json()["status"] == "queued"
+        service_cycle(runtime)  # the dispatcher cannot submit: the job keeps waiting, nothing is lost
+        status = app.test_client().get("/status/waits", headers={"X-API-Key": key}).get_json()
+        assert status["status"] == "queued"
 
 
 class TestErrorsEverywhere:
@@ -282,25 +307,15 @@ class TestErrorsEverywhere:
 
 
 class TestUnexpectedFailures:
-    def test_a_bug_is_a_json_500_and_leaves_no_job(self, settings, caplog):
+    def test_a_bug_is_a_json_500_and_leaves_no_job(self, client, runtime, api_key, caplog, mocker):
         import logging
 
-        from gateway import create_app
-
         caplog.set_level(logging.INFO)
-        from hpc_jobs.executors.local import LocalExecutor
-
-        class Broken(LocalExecutor):
-            def submit(self, work_dir, *, job_name):
-                raise RuntimeError("a bug, not a scheduler problem")
-
-        app = create_app({"QCOS_SETTINGS": settings, "QCOS_EXECUTOR_OBJECT": Broken(settings.local_registry)})
-        runtime = app.extensions["qcos"]
-        key = make_user(runtime)[1]
-        response = app.test_client().post("/execute", json={"qasm": BELL, "job_id": "bug"}, headers={"X-API-Key": key})
+        mocker.patch("gateway.jobs.estimates.estimated_seconds", side_effect=RuntimeError("a bug, not bad input"))
+        response = client.post("/execute", json={"qasm": BELL, "job_id": "bug"}, headers={"X-API-Key": api_key})
         body = _assert_error(response, 500, "INTERNAL_ERROR")
         assert "Traceback" not in response.get_data(as_text=True) and "bug" not in body["detail"]
-        assert _job_count(runtime) == 0 and not (settings.work_root / "bug").exists()
+        assert _job_count(runtime) == 0
         # The log line of that request carries its request_id.
         assert any(body["request_id"] in record.getMessage() for record in caplog.records)
 
@@ -359,6 +374,91 @@ class TestHostileInput:
         drive_until_final(runtime, "finished-once")
         again = _post(client, api_key, body).get_json()
         assert again["status"] == "completed" and "already exists" in again["message"]
+
+    def test_an_integer_of_2_64_is_circuit_invalid_not_a_dead_worker(self, client, runtime, api_key):
+        # Qiskit's lexer panics on it (a BaseException that used to end the gunicorn worker).
+        qasm = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[18446744073709551616];\n'
+        body = _assert_error(_post(client, api_key, {"qasm": qasm}), 400, "CIRCUIT_INVALID")
+        assert "line 5, column 5" in body["detail"] and "too large" in body["detail"]
+        assert _job_count(runtime) == 0
+        assert _post(client, api_key, {"qasm": BELL}).status_code == 201
+
+    def test_a_panic_anywhere_in_a_view_is_a_json_500_and_the_app_keeps_serving(self, client, runtime, api_key,
+                                                                                mocker):
+        from qiskit import qasm2
+
+        with pytest.raises(BaseException) as panic:
+            qasm2.loads('OPENQASM 2.0;\nqreg q[1];\nU(0,0,0) q[18446744073709551616];\n')
+        mocker.patch("gateway.jobs.load_circuit", side_effect=panic.value)
+        _assert_error(_post(client, api_key, {"qasm": BELL}), 500, "INTERNAL_ERROR")
+        mocker.stopall()
+        assert _post(client, api_key, {"qasm": BELL}).status_code == 201
+
+    @pytest.mark.parametrize(("qasm", "code", "words"), [
+        ("// a\u0000b\n" + BELL, "CIRCUIT_INVALID", "line 1, column 5: the program contains a NUL character"),
+        (BELL + "// \ud800", "INVALID_REQUEST", "valid string"),  # JSON can carry a lone surrogate
+    ], ids=["NUL", "surrogate"])
+    def test_text_the_database_cannot_store_is_a_400(self, client, runtime, api_key, qasm, code, words):
+        # PostgreSQL refuses NUL in text: this was a 500 there.
+        raw = json.dumps({"qasm": qasm})
+        response = client.post("/execute", data=raw, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+        assert words in _assert_error(response, 400, code)["detail"]
+        assert _job_count(runtime) == 0
+
+    @pytest.mark.parametrize("path", ["/status/a%00b", "/results/a%00b", "/jobs?status=queued&x=%00"])
+    def test_a_nul_in_the_url_is_invalid_request(self, client, api_key, path):
+        _assert_error(client.get(path, headers={"X-API-Key": api_key}), 400, "INVALID_REQUEST")
+
+
+class TestOptions:
+    def test_options_is_an_empty_204_with_allow(self, client):
+        response = client.options("/execute")
+        assert response.status_code == 204
+        assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+        assert "Content-Type" not in response.headers and response.get_data() == b""
+        assert not any(name.startswith("Access-Control-") for name in response.headers.keys())
+
+    def test_options_of_an_unknown_route_is_a_json_404(self, client):
+        _assert_error(client.options("/nope"), 404, "NOT_FOUND")
+
+    def test_without_configured_origins_no_cors_headers_are_sent(self, client, api_key):
+        response = client.get("/user/me", headers={"X-API-Key": api_key, "Origin": "https://app.example.org"})
+        assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
+
+    def test_a_preflight_from_an_allowed_origin(self, settings):
+        from gateway import create_app
+
+        app = create_app({"QCOS_SETTINGS": settings.model_copy(update={"cors_origins": ("https://app.example.org",)})})
+        preflight = {"Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type, x-api-key"}
+        response = app.test_client().options("/execute", headers=preflight)
+        assert response.status_code == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        assert {"content-type", "x-api-key"} <= set(response.headers["Access-Control-Allow-Headers"].lower().split(", "))
+        assert response.headers["Access-Control-Max-Age"] == "600"
+        # Another origin gets nothing to let a browser through.
+        other = app.test_client().options("/execute", headers={**preflight, "Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other.headers
+        # The answers themselves, errors included, may be read by the allowed page.
+        answer = app.test_client().get("/user/me", headers={"Origin": "https://app.example.org"})
+        assert answer.status_code == 401
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example.org"
+        assert "X-Request-ID" in answer.headers["Access-Control-Expose-Headers"]
+
+    @pytest.mark.parametrize("value", ["app.example.org", "https://a.example/path", "https://(.*)", "*, https://a.b"])
+    def test_cors_origins_must_be_exact_origins(self, value):
+        from gateway.config import ConfigError, Settings
+
+        with pytest.raises(ConfigError, match="QCOS_CORS_ORIGINS"):
+            Settings.from_env({"QCOS_CORS_ORIGINS": value})
+
+    def test_cors_origins_are_read_from_the_environment(self):
+        from gateway.config import Settings
+
+        settings = Settings.from_env({"QCOS_CORS_ORIGINS": "https://a.example, http://localhost:3000"})
+        assert settings.cors_origins == ("https://a.example", "http://localhost:3000")
+        assert Settings.from_env({}).cors_origins == ()
 
 
 

@@ -35,3 +35,46 @@ def test_ensure_demo_creates_one_user_only_once(tmp_path, database_url):
     assert "QCOS_API_KEY=qcos_" in first.output
     second = _invoke(["users", "ensure-demo"], tmp_path, database_url)
     assert "qcos_" not in second.output
+
+
+def test_usage_export_matches_user_usage_for_every_user(tmp_path, database_url, app):
+    import csv
+    import io
+    from datetime import datetime, timezone
+
+    from gateway.models import Job
+    from tests.conftest import BELL, make_user
+
+    runtime = app.extensions["qcos"]
+    ada, ada_key = make_user(runtime, email="=ada@example.org")   # a formula-looking cell
+    bob, bob_key = make_user(runtime, email="bob@example.org", tier="free")
+    idle, idle_key = make_user(runtime, email="idle@example.org")
+    done = [(ada, "2024-01-31T23:59:59", 0.1, 5), (ada, "2024-01-02T10:00:00", 3600.5, 12),
+            (bob, "2024-01-15T00:00:00", None, 3), (bob, "2024-02-01T00:00:00", 99.0, 7),
+            (idle, "2023-12-31T23:59:59", 10.0, 2)]
+    with runtime.db.transaction() as session:
+        for index, (owner, completed, seconds, qubits) in enumerate(done):
+            moment = datetime.fromisoformat(completed).replace(tzinfo=timezone.utc)
+            session.add(Job(id=f"usage-{index}", user_id=owner, status="completed", qasm=BELL, shots=100 * (index + 1),
+                            num_qubits=qubits, request_hash="0" * 64, executor="local", cluster_profile="dev",
+                            work_dir="/tmp/x", created_at=moment, completed_at=moment, execution_time_seconds=seconds))
+        session.add(Job(id="usage-failed", user_id=ada, status="failed", qasm=BELL, shots=1, num_qubits=2,
+                        request_hash="0" * 64, executor="local", cluster_profile="dev", work_dir="/tmp/x",
+                        created_at=moment, completed_at=datetime(2024, 1, 5, tzinfo=timezone.utc)))
+
+    result = _invoke(["admin", "usage-export", "--month", "2024-01"], tmp_path, database_url)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [row["email"] for row in rows][-3:] == ["'=ada@example.org", "bob@example.org", "idle@example.org"]
+    client = app.test_client()
+    for user_id, key in ((ada, ada_key), (bob, bob_key), (idle, idle_key)):
+        row = next(row for row in rows if row["user_id"] == user_id)
+        usage = client.get("/user/usage?period=2024-01", headers={"X-API-Key": key}).get_json()
+        assert row["month"] == "2024-01"
+        assert (int(row["jobs_executed"]), int(row["total_shots"]), float(row["total_qubits_hours"])) == \
+            (usage["jobs_executed"], usage["total_shots"], usage["total_qubits_hours"])
+    ada_row = next(row for row in rows if row["user_id"] == ada)
+    assert (ada_row["jobs_executed"], ada_row["total_qubits_hours"]) == ("2", f"{(5 * 0.1 + 12 * 3600.5) / 3600:.6f}")
+
+    refused = _invoke(["admin", "usage-export", "--month", "2024-13"], tmp_path, database_url)
+    assert refused.exit_code == 1 and "YYYY-MM" in refused.output

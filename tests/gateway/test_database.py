@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 
@@ -103,3 +104,50 @@ class TestConnectionBudget:
         finally:
             database.dispose()
         assert max_connections >= 1 and reserved >= 0
+@pytest.fixture
+def open_umask():
+    """umask 000 for the test: modes must not depend on the service's umask."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_sqlite_files_are_readable_by_the_service_user_only(tmp_path, open_umask):
+    url = f"sqlite:///{tmp_path / 'qcos.db'}"
+    upgrade_database(url)
+    database = Database(url)
+    with database.transaction() as session:  # writes: the -wal and -shm files exist now
+        session.execute(text("CREATE TABLE probe (x INTEGER)"))
+        session.execute(text("INSERT INTO probe VALUES (1)"))
+    files = [tmp_path / name for name in ("qcos.db", "qcos.db-wal", "qcos.db-shm")]
+    assert all(path.exists() for path in files)
+    assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+    database.dispose()
+
+
+def test_an_existing_world_readable_sqlite_file_is_made_private(tmp_path, open_umask):
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    upgrade_database(url)
+    for name in ("old.db", "old.db-wal"):
+        (tmp_path / name).touch()
+        (tmp_path / name).chmod(0o644)
+    with Database(url).session() as session:
+        session.execute(text("SELECT 1"))
+    assert (_mode(path), _mode(tmp_path / "old.db-wal")) == (0o600, 0o600)
+
+
+def test_the_state_dir_is_private_whatever_the_umask(tmp_path, open_umask):
+    from gateway.config import Settings
+
+    fresh = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "new" / "state")})
+    fresh.prepare_dirs()
+    assert _mode(fresh.state_dir) == 0o700 and _mode(fresh.work_root) == 0o700
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    Settings.from_env({"QCOS_STATE_DIR": str(existing)}).prepare_dirs()
+    assert _mode(existing) == 0o700

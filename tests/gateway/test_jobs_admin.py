@@ -7,7 +7,8 @@ import time
 import pytest
 
 from gateway.accounts import find_user, issue_key
-from gateway.poller import run_cycle
+from gateway.dispatcher import dispatch_cycle
+from gateway.poller import service_cycle
 from tests.conftest import BELL, make_user
 
 
@@ -33,7 +34,7 @@ class TestCancel:
         assert (body["status"], body["error"]) == ("failed", "cancelled by the user")
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:  # whatever the batch job does meanwhile
-            run_cycle(runtime)
+            service_cycle(runtime)
             time.sleep(0.3)
         status = client.get(f"/status/{job_id}", headers={"X-API-Key": api_key}).get_json()
         assert (status["status"], status["result"]) == ("failed", None)
@@ -78,7 +79,7 @@ class TestDryRun:
         assert response.status_code == 200
         body = response.get_json()
         assert body["dry_run"] is True and body["num_qubits"] == 2 and body["shots"] == 100
-        assert "#SBATCH --job-name=qcos-preview" in body["sbatch_script"]
+        assert "#SBATCH --job-name=qcos-pack-dry-run-" in body["sbatch_script"]  # the pack it would run alone in
         assert body["slurm_test_only"] is None  # the local executor has no --test-only
         assert client.get("/jobs", headers={"X-API-Key": api_key}).get_json()["total"] == 0
         assert not (settings.work_root / "preview").exists()
@@ -97,13 +98,18 @@ class TestAdmin:
             assert response.status_code == 403 and response.get_json()["error_code"] == "ADMIN_REQUIRED"
             assert getattr(client, method)(path).get_json()["error_code"] == "AUTH_REQUIRED"
 
-    def test_queue_joins_scheduler_jobs_with_ours(self, client, runtime, api_key, admin_key):
-        job_id = _submit(client, api_key)
+    def test_queue_shows_packs_with_their_jobs(self, client, runtime, api_key, admin_key):
+        job_ids = [_submit(client, api_key) for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while not dispatch_cycle(runtime).submitted:  # the three share one pack once they stop arriving
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
         queue = client.get("/admin/queue", headers={"X-API-Key": admin_key}).get_json()
         assert queue["executor"] == "local"
-        # Asked right after submission: the batch job is still starting Python.
-        mine = [entry for entry in queue["jobs"] if entry["job_id"] == job_id]
-        assert len(mine) == 1 and mine[0]["user_id"] and mine[0]["name"] == f"qcos-{job_id}"
+        # Asked right after dispatch: the batch job is still starting Python.
+        mine = [entry for entry in queue["jobs"] if entry["pack_id"]]
+        assert len(mine) == 1 and sorted(mine[0]["job_ids"]) == sorted(job_ids)
+        assert mine[0]["name"] == f"qcos-{mine[0]['pack_id']}" and mine[0]["user_ids"]
         assert mine[0]["state"] in ("PENDING", "RUNNING")
 
     def test_cluster_lists_partitions(self, client, admin_key):

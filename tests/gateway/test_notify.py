@@ -8,7 +8,7 @@ import time
 
 import psycopg
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from gateway import jobs as job_service
 from gateway.accounts import revoke_key, set_active, set_tier
@@ -281,3 +281,74 @@ class TestCachedKeys:
         for _ in range(3):
             assert client.get("/user/me", headers={"X-API-Key": key}).status_code == 200
         assert len(lookups) == 3
+
+
+class TestWritersAnnounceFinalJobs:
+    """The poller and dispatcher announce every job they make final, in the
+    transaction that does it, so waiting requests of any process wake."""
+
+    @pytest.fixture
+    def listener(self, postgres_url):
+        connection = psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        connection.execute(f"LISTEN {JOBS_CHANNEL}")
+        yield connection
+        connection.close()
+
+    @staticmethod
+    def _announced(listener) -> set[str]:
+        return {job_id for n in listener.notifies(timeout=0.5) for job_id in n.payload.split(",")}
+
+    @staticmethod
+    def _submit(postgres_app, count: int) -> list[str]:
+        from tests.gateway.test_dispatch import _quiet, _submit
+
+        runtime = postgres_app.extensions["qcos"]
+        key = make_user(runtime, tier="enterprise")[1]
+        ids = [_submit(postgres_app.test_client(), key) for _ in range(count)]
+        _quiet(runtime)
+        return ids
+
+    def test_results_the_poller_ingests_are_announced(self, postgres_app, listener):
+        from tests.gateway.test_dispatch import _drive
+
+        ids = self._submit(postgres_app, 3)
+        jobs = _drive(postgres_app.extensions["qcos"], ids)
+        assert {job.status for job in jobs.values()} == {"completed"}
+        assert set(ids) <= self._announced(listener)
+
+    def test_jobs_of_a_pack_the_scheduler_refuses_are_announced(self, postgres_app, listener, mocker):
+        from gateway import dispatcher
+        from hpc_jobs.executors.base import ExecutorError
+
+        runtime = postgres_app.extensions["qcos"]
+        ids = self._submit(postgres_app, 2)
+        mocker.patch.object(runtime.executor, "submit", side_effect=ExecutorError("sbatch: invalid partition"))
+        dispatcher.dispatch_cycle(runtime)
+        with runtime.db.session() as session:
+            assert set(session.scalars(select(Job.status).where(Job.id.in_(ids)))) == {"failed"}
+        assert set(ids) <= self._announced(listener)
+
+    def test_jobs_failed_with_their_dead_pack_are_announced(self, postgres_app, listener):
+        from gateway import dispatcher
+        from gateway.models import Pack
+        from gateway.poller import MAX_DISPATCHES, poll_cycle
+        from hpc_jobs.packing import PackState
+
+        runtime = postgres_app.extensions["qcos"]
+        ids = self._submit(postgres_app, 2)
+        with runtime.db.transaction() as session:  # their last dispatch
+            session.execute(update(Job).where(Job.id.in_(ids)).values(dispatch_count=MAX_DISPATCHES - 1))
+        deadline = time.monotonic() + 30
+        while not dispatcher.dispatch_cycle(runtime).submitted:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with runtime.db.session() as session:
+            pack = session.scalar(select(Pack).where(Pack.state == PackState.SUBMITTED.value))
+        runtime.executor.cancel([pack.scheduler_job_id])
+        deadline = time.monotonic() + 30
+        while not poll_cycle(runtime).ended_packs:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with runtime.db.session() as session:
+            assert set(session.scalars(select(Job.status).where(Job.id.in_(ids)))) == {"failed"}
+        assert set(ids) <= self._announced(listener)

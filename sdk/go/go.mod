@@ -1,0 +1,3 @@
+module github.com/softquantus/qcos-go
+
+go 1.19

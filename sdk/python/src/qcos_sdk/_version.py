@@ -1,0 +1,3 @@
+"""The SDK version (pyproject.toml reads it from here)."""
+
+__version__ = "1.0.0"

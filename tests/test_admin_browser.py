@@ -1,0 +1,98 @@
+"""The admin page in a real browser against a running gateway and poller: sign in
+with an admin key, see a running job, cancel it. Screenshots are read back with
+OCR, so the test checks what a person sees, not only the HTML."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+
+from tests.browser import ocr_text
+from tests.stack import BIN, REPO_ROOT, gateway_stack
+
+pytestmark = pytest.mark.e2e
+
+JOB_ID = "ocrcheck"
+
+
+def _slow_circuit(qubits: int = 16, layers: int = 20) -> str:
+    """A circuit that measures mid-way, so Aer simulates shot by shot: about
+    half a second per shot here, long enough to be seen running."""
+    lines = ['OPENQASM 2.0;', 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];"]
+    for _ in range(layers):
+        lines += [f"h q[{i}]; t q[{i}]; cx q[{i}],q[{(i + 1) % qubits}];" for i in range(qubits)]
+    lines += ["measure q[0] -> c[0];", *(f"rx(0.3) q[{i}];" for i in range(qubits)), "measure q -> c;"]
+    return "\n".join(lines)
+
+
+def _wait_for(chromium, predicate, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chromium.refresh()
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the admin page never showed {what}:\n{chromium.find_element(By.TAG_NAME, 'main').text}")
+
+
+def test_sign_in_see_a_running_job_and_cancel_it(tmp_path, chromium):
+    with gateway_stack(tmp_path, database_url=f"sqlite:///{tmp_path / 'qcos.db'}", workers=1) as stack:
+        issued = subprocess.run([str(BIN / "qcos"), "keys", "issue", "e2e@example.org", "--admin"], env=stack.env,
+                                cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+        admin_key = re.search(r"api_key: (\S+)", issued).group(1)
+        stack.submit(_slow_circuit(), shots=100, job_id=JOB_ID)
+        try:
+            _sign_in_and_cancel(chromium, stack, admin_key, tmp_path)
+        finally:
+            # Whatever happened above, the batch job must not outlive the test.
+            requests.delete(f"{stack.base_url}/jobs/{JOB_ID}", headers=stack.headers(), timeout=30)
+
+
+def _sign_in_and_cancel(chromium, stack, admin_key, tmp_path):
+    chromium.get(f"{stack.base_url}/admin")
+    assert chromium.current_url.endswith("/admin/login")
+    chromium.find_element(By.ID, "api_key").send_keys(admin_key)
+    chromium.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    assert chromium.current_url.endswith("/admin/")
+    cookie = chromium.get_cookie("qcos_admin")
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    assert admin_key not in cookie["value"]
+
+    def running_row():
+        rows = [row for row in chromium.find_elements(By.CSS_SELECTOR, "#queue tbody tr") if JOB_ID in row.text]
+        return rows[0] if rows and "RUNNING" in rows[0].text else None
+
+    _wait_for(chromium, running_row, f"job {JOB_ID} RUNNING")
+    row = running_row()
+    assert "local" in row.text and "e2e@example.org" not in row.text  # user id, not email, in the queue
+    page = tmp_path / "admin-running.png"
+    chromium.save_screenshot(str(page))
+    seen = ocr_text(page)
+    for text in ("Queue", "RUNNING", JOB_ID, "Cluster", "Users", "e2e@example.org"):
+        assert text in seen, f"{text!r} not visible in {page}:\n{seen}"
+    button = row.find_element(By.CSS_SELECTOR, f"button[aria-label='Cancel job {JOB_ID}']")
+    button_image = tmp_path / "cancel-button.png"
+    button.screenshot(str(button_image))
+    # A button's border may read as "|" on either side; as a line or as a word, it says Cancel.
+    readings = {ocr_text(button_image, layout=layout).strip(" |\n") for layout in ("line", "word")}
+    assert "Cancel" in readings, readings
+
+    button.click()
+    flash = chromium.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert flash == f"Job {JOB_ID}: failed (cancelled by an administrator)"
+    answer = tmp_path / "admin-cancelled.png"
+    chromium.save_screenshot(str(answer))
+    assert "cancelled by an administrator" in ocr_text(answer)
+    _wait_for(chromium, lambda: JOB_ID not in chromium.find_element(By.ID, "queue").text,
+              f"job {JOB_ID} gone from the queue", timeout=30)
+    after = tmp_path / "admin-after.png"
+    chromium.save_screenshot(str(after))
+    assert "queue is empty" in ocr_text(after)
+
+    status = requests.get(f"{stack.base_url}/status/{JOB_ID}", headers=stack.headers(), timeout=10).json()
+    assert (status["status"], status["error"]) == ("failed", "cancelled by an administrator")
