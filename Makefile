@@ -42,6 +42,7 @@ slurm-down:
 
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench_http --submit $(BENCH_HTTP_ARGS)
 
 # Fault injection (tests/chaos.py), as root, on a private Slurm cluster
 # (qcos-chaos), PostgreSQL, Redis and sshd that it starts and breaks itself;

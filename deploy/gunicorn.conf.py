@@ -12,6 +12,16 @@ workers, so gunicorn then runs exactly one worker process (with
 ``TTIN`` ask for, and logs so at start. With ``redis://`` storage it runs
 ``QCOS_WORKERS`` workers.
 
+Database connections: each worker holds at most ``QCOS_DB_POOL_SIZE +
+QCOS_DB_MAX_OVERFLOW`` pooled connections plus one LISTEN connection; at
+start the master compares what the whole site needs (see
+:func:`gateway.db.connection_budget`) with PostgreSQL's ``max_connections``
+and logs a warning when it does not fit.
+
+Stopping (SIGTERM, or SIGINT/Ctrl-C): every worker first answers the
+requests waiting in ``/results?wait=true`` with their job's current state,
+then finishes its other requests; ``graceful_timeout`` bounds that.
+
 Metrics: every worker writes its Prometheus values to files in
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges them. The variable must
 be set before prometheus_client is first imported, so it is set here, in the
@@ -23,9 +33,10 @@ id); gunicorn's own is off. ``QCOS_LOG_FORMAT=json`` makes gunicorn's error
 log JSON lines too.
 """
 
-import multiprocessing
+import gc
 import os
 import shutil
+import signal
 import tempfile
 
 _private_metrics_dir = None
@@ -41,16 +52,19 @@ _settings = Settings.from_env()
 # Counters in process memory: only one process may count (see the docstring).
 _single_process = _settings.ratelimit_enabled and _settings.ratelimit_storage_is_process_local
 
-bind = os.environ.get("QCOS_BIND", "127.0.0.1:8000")
-workers = 1 if _single_process else int(os.environ.get("QCOS_WORKERS", min(4, multiprocessing.cpu_count())))
+bind = _settings.bind
+workers = 1 if _single_process else _settings.workers
 worker_class = "gthread"
-# Waiting /results requests sleep in their threads; keep plenty for everyone else.
-threads = int(os.environ.get("QCOS_THREADS", 32))
+# Waiting /results requests sleep in their threads (at most QCOS_MAX_WAITING_REQUESTS
+# of them); keep plenty for everyone else.
+threads = _settings.threads
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn), which
 # two gateways on one machine would share; QCOS does not use it.
 control_socket_disable = True
 timeout = 60
-graceful_timeout = 30
+# Waiting clients are answered at once on stop; this only bounds slow requests
+# (a submission over SSH) before gunicorn would kill the worker.
+graceful_timeout = 10
 # Idle keep-alive connections stay open longer than clients keep theirs (Node's
 # fetch 4 s, httpx 5 s, Go 90 s is capped by the server): with gunicorn's 2 s
 # default the server closed connections just as clients reused them, and a
@@ -70,6 +84,8 @@ def on_starting(server):
     settings = _settings
     settings.prepare_dirs()
     upgrade_database(settings.database_url)
+    if settings.uses_postgresql:
+        _check_connection_budget(server, settings)
     # The scheme only: a Redis URI may hold a password.
     storage = settings.ratelimit_storage_uri.partition(":")[0] + "://"
     if not settings.ratelimit_enabled:
@@ -91,6 +107,77 @@ def nworkers_changed(server, new_value, old_value):
         server.num_workers = 1
 
 
+def _check_connection_budget(server, settings):
+    """Log the site's PostgreSQL connection budget; warn when it exceeds the server's limit."""
+    from gateway.db import Database, connection_budget, server_connection_limits
+
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        max_connections, reserved = server_connection_limits(database.engine)
+    except Exception as exc:  # noqa: BLE001 - only a check; the workers report real outages
+        server.log.warning("connection budget: cannot read max_connections (%s)", exc.__class__.__name__)
+        return
+    finally:
+        database.dispose()
+    budget = connection_budget(gateways=settings.gateway_instances, workers=server.num_workers,
+                               pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                               other_processes=2, max_connections=max_connections, reserved=reserved)
+    numbers = (f"{settings.gateway_instances} gateway(s) x {server.num_workers} workers x "
+               f"({settings.db_pool_size} pooled + {settings.db_max_overflow} overflow + 1 listener) "
+               f"+ poller and dispatcher x {settings.db_pool_size + settings.db_max_overflow} = {budget.needed} "
+               f"connections; the server allows {budget.available} "
+               f"(max_connections {max_connections} - {reserved} reserved - 3 for commands)")
+    if budget.fits:
+        server.log.info("connection budget: %s", numbers)
+    else:
+        server.log.warning("connection budget exceeded: %s. Lower QCOS_DB_POOL_SIZE, QCOS_DB_MAX_OVERFLOW or "
+                           "QCOS_WORKERS, or raise max_connections; otherwise requests fail with 503 under load",
+                           numbers)
+
+
+def post_worker_init(worker):
+    """Freeze the loaded app for the garbage collector; on SIGTERM, answer
+    waiting ``/results?wait=true`` requests before gunicorn's graceful stop;
+    take one quick-stop signal only."""
+    # The app and its libraries (Qiskit) are ~10^5 long-lived objects: a full
+    # collection that scans them pauses every thread of the worker for ~0.1 s.
+    # Frozen, they are never scanned again (they live as long as the worker).
+    gc.freeze()
+    graceful_stop = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum, frame):
+        _release_waiters(worker)
+        graceful_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+    # As gunicorn's own handler: let SIGTERM not interrupt system calls of active requests.
+    signal.siginterrupt(signal.SIGTERM, False)
+
+    # Ctrl-C sends SIGINT to the worker and the master sends SIGQUIT right
+    # after: gunicorn's handler, entered again while it shuts the thread pool
+    # down, deadlocks on the pool's lock until the master kills the worker.
+    quick_stop = signal.getsignal(signal.SIGQUIT)
+
+    def stop_now(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        quick_stop(signum, frame)
+
+    signal.signal(signal.SIGINT, stop_now)
+    signal.signal(signal.SIGQUIT, stop_now)
+
+
+def worker_int(worker):
+    """SIGINT/SIGQUIT (Ctrl-C, quick stop): answer waiting requests before the
+    worker exits; the interpreter then waits for the request threads, which
+    write their answers."""
+    _release_waiters(worker)
+
+
+def _release_waiters(worker):
+    runtime = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("qcos")
+    if runtime is not None:
+        runtime.stop_waiting()
 def child_exit(server, worker):
     """Drop a dead worker's live gauges (its counters stay summed)."""
     from prometheus_client import multiprocess

@@ -145,5 +145,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(admin_pages.blueprint)
     app.register_blueprint(openapi.docs)
+    if settings.bench_endpoint:
+        from gateway.api import bench
+
+        app.register_blueprint(bench.blueprint)
     app.register_blueprint(openapi.swagger_ui)
     return app

@@ -5,6 +5,13 @@ prefix ``qcos_``. Only their SHA-256 hash is stored: for a secret of that
 entropy a fast hash is enough (no guessing attack can enumerate the key
 space), so the lookup is one indexed equality on the hash. The comparison
 after the lookup uses :func:`hmac.compare_digest`.
+
+:class:`CredentialCache` keeps looked-up keys for a few seconds
+(``QCOS_AUTH_CACHE_TTL``) so most requests need no query for their key. It
+is used only while the process listens for account changes
+(:mod:`gateway.notify`): :func:`revoke_key`, :func:`set_active` and
+:func:`set_tier` announce theirs, and every process empties its cache when
+the announcement arrives, milliseconds after the commit.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import ApiKey, User, utcnow
+from gateway.notify import notify_accounts_changed
 from gateway.tiers import Tier
 
 KEY_PREFIX = "qcos_"
@@ -88,6 +98,63 @@ def credentials_for_key(session: Session, key: str) -> tuple[User, ApiKey] | Non
     return user, api_key
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The owner of a valid key, as a request sees it (``g.user``): the
+    :class:`User` attributes views read (``id``, ``email``, ``tier``,
+    ``is_active``, ``created_at``) plus the key's ``key_id`` and
+    ``is_admin``. Immutable, so it can be cached across requests; not an ORM
+    instance (cheaper to hand out than a detached :class:`User`)."""
+
+    id: str
+    email: str
+    tier: str
+    created_at: datetime
+    key_id: int
+    is_admin: bool
+    is_active: bool = True
+
+    @classmethod
+    def of(cls, user: User, api_key: ApiKey) -> "Caller":
+        return cls(user.id, user.email, user.tier, user.created_at, api_key.id, api_key.is_admin)
+
+
+class CredentialCache:
+    """Valid keys by SHA-256 digest, each kept at most ``ttl`` seconds; at most ``maxsize`` keys.
+
+    Thread-safe. :meth:`clear` (on an account change) also bumps
+    :attr:`generation`; a lookup that started before a clear passes its
+    generation to :meth:`put` and is not stored, so a key revoked during
+    the lookup cannot be cached as valid. ``ttl`` 0 caches nothing.
+    """
+
+    def __init__(self, ttl: float, *, maxsize: int = 10_000) -> None:
+        from cachetools import TTLCache
+
+        self.ttl = ttl
+        self._entries: TTLCache[str, Caller] = TTLCache(maxsize=maxsize, ttl=ttl or 1)
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, digest: str) -> Caller | None:
+        if not self.ttl:
+            return None
+        with self._lock:
+            return self._entries.get(digest)
+
+    def put(self, digest: str, caller: Caller, generation: int) -> None:
+        if not self.ttl:
+            return
+        with self._lock:
+            if generation == self.generation:
+                self._entries[digest] = caller
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+
 def find_user(session: Session, who: str) -> User:
     """A user by ``user_id`` or email. Raises :class:`AccountError` if there is none."""
     user = session.scalar(select(User).where((User.id == who) | (User.email == who)))
@@ -107,6 +174,7 @@ def set_tier(session: Session, who: str, tier: str, tiers: dict[str, Tier]) -> U
         raise AccountError(f"unknown tier {tier!r}; known: {', '.join(tiers)}")
     user = find_user(session, who)
     user.tier = tier
+    notify_accounts_changed(session)
     return user
 
 
@@ -114,6 +182,7 @@ def set_active(session: Session, who: str, active: bool) -> User:
     """Disable (every key answers AUTH_INVALID at once) or re-enable a user."""
     user = find_user(session, who)
     user.is_active = active
+    notify_accounts_changed(session)
     return user
 
 
@@ -130,4 +199,5 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
         raise AccountError(f"no API key with id {key_id}")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        notify_accounts_changed(session)
     return key

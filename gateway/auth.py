@@ -5,9 +5,17 @@ The key is looked up once per request, by :func:`authenticate_request`, a
 and limit depend on who the caller is). Views declare that they need a key
 with :func:`require_api_key`, which answers 401 when the lookup found none.
 
+On PostgreSQL a valid key found by the lookup is reused for up to
+``QCOS_AUTH_CACHE_TTL`` seconds (5) without a query, but only while the
+process listens for account changes (:mod:`gateway.notify`): revoking a key,
+disabling a user or changing a tier announces itself on commit and every
+gateway process forgets its cached keys within milliseconds. While not
+listening (SQLite; PostgreSQL reconnecting) every request looks its key up.
+
 After the hook, for a view that requires a key:
 
-- ``g.user``: the :class:`gateway.models.User`, or ``None``;
+- ``g.user``: the caller, a :class:`gateway.accounts.Caller` (``id``,
+  ``email``, ``tier``… as on :class:`gateway.models.User`, read-only), or ``None``;
 - ``g.api_key_hash``: SHA-256 hex digest of the presented key (as stored in
   ``api_keys.key_hash``) when it is valid, else ``None``; the raw key is
   never kept, logged or used as a storage key;
@@ -24,7 +32,7 @@ from typing import Callable, TypeVar
 
 from flask import current_app, g, request
 
-from gateway.accounts import credentials_for_key, hash_api_key
+from gateway.accounts import Caller, credentials_for_key, hash_api_key
 from gateway.errors import AdminRequired, AuthInvalid, AuthRequired
 
 F = TypeVar("F", bound=Callable)
@@ -61,8 +69,10 @@ def view_requires_api_key(endpoint: str | None) -> bool:
 
 
 def authenticate() -> None:
-    """Look the presented key up (one indexed query) and fill ``g.user``,
-    ``g.api_key_hash`` and ``g.auth_error``. Database errors propagate (503)."""
+    """Look the presented key up and fill ``g.user``, ``g.api_key_hash`` and
+    ``g.auth_error``. One indexed query, or none when the key is in the
+    process's :class:`gateway.accounts.CredentialCache`. Database errors
+    propagate (503)."""
     g.user = None
     g.api_key_hash = None
     g.api_key_is_admin = False
@@ -78,15 +88,39 @@ def authenticate() -> None:
     elif len(key) > _MAX_KEY_LENGTH:
         g.auth_error = AuthInvalid()
     else:
-        with current_app.extensions["qcos"].db.session() as session:
-            credentials = credentials_for_key(session, key)
-        if credentials is None:
+        caller = caller_for_key(current_app.extensions["qcos"], key)
+        if caller is None:
             g.auth_error = AuthInvalid()
         else:
-            g.user, api_key = credentials
+            g.user = caller
             g.api_key_hash = hash_api_key(key)
-            g.api_key_is_admin = api_key.is_admin
+            g.api_key_is_admin = caller.is_admin
     g.qcos_authenticated = True
+
+
+def caller_for_key(runtime, key: str) -> Caller | None:
+    """The owner of an unrevoked ``key`` of an active user, or ``None``.
+
+    From ``runtime.credentials`` while the process listens for account
+    changes (PostgreSQL), else one query; a valid key found by the query is
+    cached then. Unknown keys are never cached.
+    """
+    digest = hash_api_key(key)
+    cache = runtime.credentials
+    runtime.start_listening()
+    if runtime.listening:
+        cached = cache.get(digest)
+        if cached is not None:
+            return cached
+    generation = cache.generation
+    with runtime.db.read_session() as session:
+        credentials = credentials_for_key(session, key)
+    if credentials is None:
+        return None
+    caller = Caller.of(*credentials)
+    if runtime.listening:
+        cache.put(digest, caller, generation)
+    return caller
 
 
 def authenticate_request() -> None:

@@ -1,7 +1,8 @@
-"""Gateway configuration: one object, read from the environment once.
+"""Gateway configuration: one object, read from the environment once (pydantic-settings).
 
 Every variable is optional; the defaults are the embedded setup of
-``make run`` (SQLite file and the local executor under ``./var``).
+``make run`` (SQLite file and the local executor under ``./var``). An empty
+variable counts as unset.
 
 =============================== ============================================
 ``QCOS_STATE_DIR``              folder for the SQLite file, work dirs and the
@@ -75,6 +76,27 @@ Every variable is optional; the defaults are the embedded setup of
                                 gateway whose ``X-Forwarded-For`` is trusted
                                 for the client address (default 0: use the
                                 TCP peer address, ignore the header)
+``QCOS_BIND``                   gunicorn's address (``127.0.0.1:8000``)
+``QCOS_WORKERS``                gunicorn worker processes (min(4, CPUs))
+``QCOS_THREADS``                threads per worker process (32)
+``QCOS_DB_POOL_SIZE``           PostgreSQL connections each process keeps
+                                open (5)
+``QCOS_DB_MAX_OVERFLOW``        connections a process may open beyond the
+                                pool under load, closed again after use (0)
+``QCOS_DB_POOL_TIMEOUT``        seconds a request waits for a free pooled
+                                connection before it is answered 503 (10)
+``QCOS_GATEWAY_INSTANCES``      gateway hosts sharing the database, for the
+                                connection budget check at start (1)
+``QCOS_AUTH_CACHE_TTL``         seconds a looked-up API key may be reused
+                                without a query, PostgreSQL only (5; 0: look
+                                every key up on every request)
+``QCOS_FINAL_JOB_CACHE_MB``     MiB per process for caching what the API
+                                shows of final jobs, which never change (16;
+                                0: none)
+``QCOS_DB_PING_TTL``            seconds a successful database check of
+                                ``GET /`` is reused (1; 0: check every time)
+``QCOS_BENCH_ENDPOINT``         ``true`` adds ``GET /bench/trivial``, the
+                                baseline of ``tests.bench_http`` (false)
 ``QCOS_CORS_ORIGINS``           origins (``https://app.example.org``,
                                 comma- or space-separated, or ``*``) whose
                                 browser pages may call the API; default none:
@@ -99,15 +121,31 @@ Every variable is optional; the defaults are the embedded setup of
 ``QCOS_ADMIN_COOKIE_SECURE``    ``true`` (default): the admin session cookie
                                 is sent over HTTPS only (and to localhost)
 =============================== ============================================
+
+Adding a setting: one field with ``validation_alias="QCOS_<NAME>"`` and the
+line above. :meth:`Settings.from_env` turns any invalid value into a
+:class:`ConfigError` naming the variable.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
-from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Literal, Mapping
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: The checkout: the default state dir is its ``var/``, wherever ``qcos`` runs from.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -117,61 +155,22 @@ class ConfigError(ValueError):
     """An environment variable holds a value the gateway cannot use."""
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum:g}")
-    return value
-
-
-def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _number(env, name, default)
-    if value != int(value):
-        raise ConfigError(f"{name} must be a whole number, not {env.get(name)!r}")
-    return int(value)
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
-
-
-def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
-    from limits import parse_many
-
-    raw = (env.get(name) or "").strip() or default
-    try:
-        parse_many(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a rate limit such as '60/minute' or '5/second;100/hour', "
-                          f"not {raw!r}") from None
-    return raw
-
-
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 
 
-def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    origins = tuple((env.get(name) or "").replace(",", " ").split())
+def _words(value: object) -> object:
+    """A comma- or space-separated variable as a tuple (a tuple passes as it is)."""
+    return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+
+def _origins(origins: tuple[str, ...]) -> tuple[str, ...]:
     for origin in origins:
         # Exact origins only: Flask-CORS would read "(", "*", "$"... as a regular expression.
         if origin != "*" and not _ORIGIN.fullmatch(origin):
-            raise ConfigError(f"{name} must list origins such as https://app.example.org:8443 (scheme, host, "
-                              f"optional port; no path) or '*', not {origin!r}")
+            raise ValueError(f"must list origins such as https://app.example.org:8443 (scheme, host, "
+                             f"optional port; no path) or '*', not {origin!r}")
     if "*" in origins and len(origins) > 1:
-        raise ConfigError(f"{name}: '*' allows every origin; list no others with it")
+        raise ValueError("'*' allows every origin; list no others with it")
     return origins
 
 
@@ -182,42 +181,41 @@ def make_private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.chmod(0o700)
     return path
-def _public_url(env: Mapping[str, str], name: str) -> str:
+
+
+def _public_url(raw: str) -> str:
     from urllib.parse import urlsplit
 
-    raw = (env.get(name) or "").strip()
     if not raw:
         return ""
     parts = urlsplit(raw)
     if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
             or parts.query or parts.fragment or not raw.isascii() or any(c.isspace() for c in raw)):
-        raise ConfigError(f"{name} must be an http(s) URL such as https://qcos.example.org, "
-                          f"without user, query or fragment, not {raw!r}")
+        raise ValueError("must be an http(s) URL such as https://qcos.example.org, without user, query or fragment")
     try:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
-        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+        raise ValueError("has an invalid port") from None
     return raw.rstrip("/")
 
 
-def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+def _networks(value: object) -> object:
     import ipaddress
 
+    if not isinstance(value, str):
+        return value
     networks = []
-    for item in (env.get(name) or "").split(","):
+    for item in value.split(","):
         if item.strip():
             try:
                 networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
             except ValueError:
-                raise ConfigError(f"{name}: {item.strip()!r} is not an IP address or network") from None
+                raise ValueError(f"{item.strip()!r} is not an IP address or network") from None
     return tuple(networks)
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = (env.get(name) or "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
-    return raw
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def normalize_database_url(url: str) -> str:
@@ -228,49 +226,115 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The gateway's configuration; see the module docstring for the variables."""
+def _rate_limit(value: str) -> str:
+    from limits import parse_many
 
-    state_dir: Path
-    database_url: str
-    executor: str
-    cluster_profile: str
-    work_root: Path
-    poll_interval_seconds: float = 5.0
-    missing_grace_seconds: float = 300.0
-    results_max_wait_seconds: float = 300.0
-    max_body_bytes: int = 2 * 1024 * 1024
-    log_level: str = "INFO"
-    tiers_file: Path = Path(__file__).resolve().parents[1] / "deploy" / "tiers.toml"
-    ssh_host: str = ""
-    ssh_port: int = 22
-    ssh_user: str = ""
-    ssh_key: Path | None = None
-    ssh_known_hosts: Path | None = None
-    slurm_account: str = ""
-    max_waiting_requests: int = 16
-    ratelimit_enabled: bool = True
-    ratelimit_storage_uri: str = "memory://"
-    ratelimit_key_prefix: str = "qcos"
-    anon_rate_limit: str = "60/minute"
-    trusted_proxies: int = 0
-    cors_origins: tuple[str, ...] = ()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError("must be a rate limit such as '60/minute' or '5/second;100/hour'") from None
+    return value
+
+
+def _resolved(path: Path) -> Path:
+    return path.resolve()
+
+
+#: The mapping :meth:`Settings.from_env` reads instead of ``os.environ``, while it runs.
+_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("qcos_settings_environment", default=None)
+
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], mapping: Mapping[str, str]) -> None:
+        self._mapping = mapping
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name: value for name, value in self._mapping.items() if not (self.env_ignore_empty and value == "")}
+
+
+def _env(name: str) -> str:
+    return "QCOS_" + name
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration; see the module docstring for the variables.
+
+    Immutable; ``settings.model_copy(update={...})`` makes a changed copy
+    (not validated: for tests).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True,
+                                      str_strip_whitespace=True, populate_by_name=True)
+
+    state_dir: Annotated[Path, AfterValidator(_resolved)] = Field(
+        default_factory=lambda: REPO_ROOT / "var", validation_alias=_env("STATE_DIR"))
+    database_url: Annotated[str, AfterValidator(normalize_database_url)] = Field(
+        default_factory=lambda data: f"sqlite:///{data['state_dir'] / 'qcos.db'}", validation_alias=_env("DATABASE_URL"))
+    executor: Literal["local", "slurm"] = Field("local", validation_alias=_env("EXECUTOR"))
+    cluster_profile: str = Field("dev", validation_alias=_env("CLUSTER_PROFILE"))
+    ssh_host: str = Field("", validation_alias=_env("SSH_HOST"))
+    ssh_port: int = Field(22, ge=1, le=65535, validation_alias=_env("SSH_PORT"))
+    ssh_user: str = Field("", validation_alias=_env("SSH_USER"))
+    ssh_key: Path | None = Field(None, validation_alias=_env("SSH_KEY"))
+    ssh_known_hosts: Path | None = Field(None, validation_alias=_env("SSH_KNOWN_HOSTS"))
+    #: Over SSH a path on the cluster, taken as given; otherwise resolved here.
+    work_root: Path = Field(default_factory=lambda data: data["state_dir"] / "jobs",
+                            validation_alias=_env("WORK_ROOT"))
+    poll_interval_seconds: float = Field(5.0, ge=0.05, validation_alias=_env("POLL_INTERVAL"))
+    missing_grace_seconds: float = Field(300.0, ge=0, validation_alias=_env("MISSING_GRACE"))
+    results_max_wait_seconds: float = Field(300.0, ge=0, validation_alias=_env("RESULTS_MAX_WAIT"))
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BODY_BYTES"))
+    log_level: Annotated[str, AfterValidator(str.upper)] = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    tiers_file: Annotated[Path, AfterValidator(_resolved)] = Field(
+        REPO_ROOT / "deploy" / "tiers.toml", validation_alias=_env("TIERS_FILE"))
+    slurm_account: str = Field("", validation_alias=_env("SLURM_ACCOUNT"))
+    max_waiting_requests: int = Field(16, ge=1, validation_alias=_env("MAX_WAITING_REQUESTS"))
+    ratelimit_enabled: bool = Field(True, validation_alias=_env("RATELIMIT_ENABLED"))
+    ratelimit_storage_uri: str = Field("memory://", validation_alias=_env("RATELIMIT_STORAGE_URI"))
+    ratelimit_key_prefix: str = Field("qcos", validation_alias=_env("RATELIMIT_KEY_PREFIX"))
+    anon_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "60/minute", validation_alias=_env("ANON_RATE_LIMIT"))
+    trusted_proxies: int = Field(0, ge=0, validation_alias=_env("TRUSTED_PROXIES"))
+    cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_words), AfterValidator(_origins)] = Field(
+        (), validation_alias=_env("CORS_ORIGINS"))
     # The dispatcher and packs (gateway/dispatcher.py, hpc_jobs/packing.py).
-    pack_max_jobs: int = 250
-    pack_max_seconds: int = 900
-    pack_max_state_bytes: int = 1 << 30
-    pack_max_job_seconds: int = 120
-    pack_linger_seconds: float = 0.5
-    pack_max_linger_seconds: float = 10.0
-    max_live_slurm_jobs: int = 8
-    dispatch_interval_seconds: float = 0.25
-    submit_recovery_seconds: float = 15.0
-    slurm_command_timeout_seconds: float = 30.0
-    unknown_state_grace_seconds: float = 600.0
-    batch_max_circuits: int = 1000
-    max_batch_body_bytes: int = 32 * 1024 * 1024
-    batch_validation_units: int = 1_500_000
+    pack_max_jobs: int = Field(250, ge=1, validation_alias=_env("PACK_MAX_JOBS"))
+    pack_max_seconds: int = Field(900, ge=1, validation_alias=_env("PACK_MAX_SECONDS"))
+    pack_max_state_bytes: int = Field(1 << 30, ge=0, validation_alias=_env("PACK_MAX_STATE_BYTES"))
+    pack_max_job_seconds: int = Field(120, ge=0, validation_alias=_env("PACK_MAX_JOB_SECONDS"))
+    pack_linger_seconds: float = Field(0.5, ge=0, validation_alias=_env("PACK_LINGER"))
+    pack_max_linger_seconds: float = Field(10.0, ge=0, validation_alias=_env("PACK_MAX_LINGER"))
+    max_live_slurm_jobs: int = Field(8, ge=1, validation_alias=_env("MAX_LIVE_SLURM_JOBS"))
+    dispatch_interval_seconds: float = Field(0.25, ge=0.01, validation_alias=_env("DISPATCH_INTERVAL"))
+    submit_recovery_seconds: float = Field(15.0, ge=0, validation_alias=_env("SUBMIT_RECOVERY"))
+    slurm_command_timeout_seconds: float = Field(30.0, ge=1, validation_alias=_env("SLURM_COMMAND_TIMEOUT"))
+    unknown_state_grace_seconds: float = Field(600.0, ge=0, validation_alias=_env("UNKNOWN_STATE_GRACE"))
+    batch_max_circuits: int = Field(1000, ge=1, validation_alias=_env("BATCH_MAX_CIRCUITS"))
+    max_batch_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, validation_alias=_env("MAX_BATCH_BODY_BYTES"))
+    batch_validation_units: int = Field(1_500_000, ge=1, validation_alias=_env("BATCH_VALIDATION_UNITS"))
+    public_url: Annotated[str, AfterValidator(_public_url)] = Field("", validation_alias=_env("PUBLIC_URL"))
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = Field(
+        "text", validation_alias=_env("LOG_FORMAT"))
+    metrics_token: str = Field("", validation_alias=_env("METRICS_TOKEN"))
+    metrics_allowed_networks: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = Field(
+        (), validation_alias=_env("METRICS_ALLOWED_NETWORKS"))
+    secret_key: str = Field("", validation_alias=_env("SECRET_KEY"))
+    admin_cookie_secure: bool = Field(True, validation_alias=_env("ADMIN_COOKIE_SECURE"))
+    bind: str = Field("127.0.0.1:8000", validation_alias=_env("BIND"))
+    workers: int = Field(default_factory=lambda: min(4, multiprocessing.cpu_count()), ge=1,
+                         validation_alias=_env("WORKERS"))
+    threads: int = Field(32, ge=1, validation_alias=_env("THREADS"))
+    db_pool_size: int = Field(5, ge=1, validation_alias=_env("DB_POOL_SIZE"))
+    db_max_overflow: int = Field(0, ge=0, validation_alias=_env("DB_MAX_OVERFLOW"))
+    db_pool_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("DB_POOL_TIMEOUT"))
+    gateway_instances: int = Field(1, ge=1, validation_alias=_env("GATEWAY_INSTANCES"))
+    auth_cache_seconds: float = Field(5.0, ge=0, validation_alias=_env("AUTH_CACHE_TTL"))
+    final_job_cache_mb: float = Field(16.0, ge=0, validation_alias=_env("FINAL_JOB_CACHE_MB"))
+    db_ping_ttl_seconds: float = Field(1.0, ge=0, validation_alias=_env("DB_PING_TTL"))
+    bench_endpoint: bool = Field(False, validation_alias=_env("BENCH_ENDPOINT"))
 
     @property
     def pack_limits(self):
@@ -280,7 +344,6 @@ class Settings:
         return PackLimits(max_jobs=self.pack_max_jobs, max_seconds=self.pack_max_seconds,
                           max_state_bytes=self.pack_max_state_bytes, max_job_seconds=self.pack_max_job_seconds,
                           linger_seconds=self.pack_linger_seconds, max_linger_seconds=self.pack_max_linger_seconds)
-    public_url: str = ""
 
     def prepare_dirs(self) -> None:
         """Create the state dir (mode 0700, also when it exists) and a missing
@@ -289,11 +352,37 @@ class Settings:
         make_private_dir(self.state_dir)
         if not self.ssh_host:
             self.work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log_format: str = "text"
-    metrics_token: str = ""
-    metrics_allowed_networks: tuple[str, ...] = ()
-    secret_key: str = ""
-    admin_cookie_secure: bool = True
+
+    @field_validator("work_root")
+    @classmethod
+    def _work_root(cls, value: Path, info: ValidationInfo) -> Path:
+        if info.data.get("ssh_host"):
+            if not value.is_absolute():
+                raise ValueError("must be an absolute path on the cluster")
+            return value
+        return value.resolve()
+
+    @model_validator(mode="after")
+    def _ssh_needs_slurm_and_credentials(self) -> "Settings":
+        if self.ssh_host:
+            given = {"QCOS_SSH_USER": self.ssh_user, "QCOS_SSH_KEY": self.ssh_key,
+                     "QCOS_SSH_KNOWN_HOSTS": self.ssh_known_hosts,
+                     "QCOS_WORK_ROOT": "work_root" in self.model_fields_set}
+            missing = [name for name, value in given.items() if not value]
+            if self.executor != "slurm" or missing:
+                raise ValueError("QCOS_SSH_HOST needs QCOS_EXECUTOR=slurm and "
+                                 + ", ".join(missing or ["QCOS_EXECUTOR=slurm"]))
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment (or :meth:`from_env`'s mapping); no .env or secret files."""
+        mapping = _ENVIRONMENT.get()
+        return init_settings, (env_settings if mapping is None else _MappingSource(settings_cls, mapping))
 
     @property
     def ratelimit_storage_is_process_local(self) -> bool:
@@ -306,70 +395,34 @@ class Settings:
         """The local executor's registry folder."""
         return self.state_dir / "local-executor"
 
+    @property
+    def uses_postgresql(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Read ``QCOS_*`` variables; raises :class:`ConfigError` for a bad value."""
-        env = os.environ if env is None else env
-        state_dir = Path(env.get("QCOS_STATE_DIR") or REPO_ROOT / "var").resolve()
-        database_url = env.get("QCOS_DATABASE_URL") or f"sqlite:///{state_dir / 'qcos.db'}"
-        executor = env.get("QCOS_EXECUTOR", "local") or "local"
-        if executor not in ("local", "slurm"):
-            raise ConfigError(f"QCOS_EXECUTOR must be 'local' or 'slurm', not {executor!r}")
-        ssh_host = (env.get("QCOS_SSH_HOST") or "").strip()
-        ssh = {}
-        if ssh_host:
-            missing = [name for name in ("QCOS_SSH_USER", "QCOS_SSH_KEY", "QCOS_SSH_KNOWN_HOSTS", "QCOS_WORK_ROOT")
-                       if not env.get(name)]
-            if executor != "slurm" or missing:
-                raise ConfigError("QCOS_SSH_HOST needs QCOS_EXECUTOR=slurm and "
-                                  + ", ".join(missing or ["QCOS_EXECUTOR=slurm"]))
-            if not env["QCOS_WORK_ROOT"].startswith("/"):
-                raise ConfigError("QCOS_WORK_ROOT must be an absolute path on the cluster")
-            ssh = {"ssh_host": ssh_host, "ssh_port": _whole_number(env, "QCOS_SSH_PORT", 22),
-                   "ssh_user": env["QCOS_SSH_USER"], "ssh_key": Path(env["QCOS_SSH_KEY"]),
-                   "ssh_known_hosts": Path(env["QCOS_SSH_KNOWN_HOSTS"])}
-        # Over SSH the work root is a path on the cluster: never resolved here.
-        work_root = Path(env["QCOS_WORK_ROOT"]) if ssh_host else Path(
-            env.get("QCOS_WORK_ROOT") or state_dir / "jobs").resolve()
-        return cls(
-            state_dir=state_dir,
-            database_url=normalize_database_url(database_url),
-            executor=executor,
-            cluster_profile=env.get("QCOS_CLUSTER_PROFILE") or "dev",
-            work_root=work_root,
-            slurm_account=(env.get("QCOS_SLURM_ACCOUNT") or "").strip(),
-            max_waiting_requests=max(1, _whole_number(env, "QCOS_MAX_WAITING_REQUESTS", 16)),
-            **ssh,
-            poll_interval_seconds=_number(env, "QCOS_POLL_INTERVAL", 5.0, minimum=0.05),
-            missing_grace_seconds=_number(env, "QCOS_MISSING_GRACE", 300.0),
-            results_max_wait_seconds=_number(env, "QCOS_RESULTS_MAX_WAIT", 300.0),
-            max_body_bytes=int(_number(env, "QCOS_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)),
-            log_level=(env.get("QCOS_LOG_LEVEL") or "INFO").upper(),
-            ratelimit_enabled=_flag(env, "QCOS_RATELIMIT_ENABLED", True),
-            ratelimit_storage_uri=(env.get("QCOS_RATELIMIT_STORAGE_URI") or "memory://").strip(),
-            ratelimit_key_prefix=(env.get("QCOS_RATELIMIT_KEY_PREFIX") or "qcos").strip(),
-            anon_rate_limit=_rate_limit(env, "QCOS_ANON_RATE_LIMIT", "60/minute"),
-            trusted_proxies=_whole_number(env, "QCOS_TRUSTED_PROXIES", 0),
-            cors_origins=_origins(env, "QCOS_CORS_ORIGINS"),
-            pack_max_jobs=max(1, _whole_number(env, "QCOS_PACK_MAX_JOBS", 250)),
-            pack_max_seconds=max(1, _whole_number(env, "QCOS_PACK_MAX_SECONDS", 900)),
-            pack_max_state_bytes=_whole_number(env, "QCOS_PACK_MAX_STATE_BYTES", 1 << 30),
-            pack_max_job_seconds=_whole_number(env, "QCOS_PACK_MAX_JOB_SECONDS", 120),
-            pack_linger_seconds=_number(env, "QCOS_PACK_LINGER", 0.5),
-            pack_max_linger_seconds=_number(env, "QCOS_PACK_MAX_LINGER", 10.0),
-            max_live_slurm_jobs=max(1, _whole_number(env, "QCOS_MAX_LIVE_SLURM_JOBS", 8)),
-            dispatch_interval_seconds=_number(env, "QCOS_DISPATCH_INTERVAL", 0.25, minimum=0.01),
-            submit_recovery_seconds=_number(env, "QCOS_SUBMIT_RECOVERY", 15.0),
-            slurm_command_timeout_seconds=_number(env, "QCOS_SLURM_COMMAND_TIMEOUT", 30.0, minimum=1),
-            unknown_state_grace_seconds=_number(env, "QCOS_UNKNOWN_STATE_GRACE", 600.0),
-            batch_max_circuits=max(1, _whole_number(env, "QCOS_BATCH_MAX_CIRCUITS", 1000)),
-            max_batch_body_bytes=int(_number(env, "QCOS_MAX_BATCH_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)),
-            batch_validation_units=max(1, _whole_number(env, "QCOS_BATCH_VALIDATION_UNITS", 1_500_000)),
-            public_url=_public_url(env, "QCOS_PUBLIC_URL"),
-            log_format=_choice(env, "QCOS_LOG_FORMAT", ("text", "json")),
-            metrics_token=(env.get("QCOS_METRICS_TOKEN") or "").strip(),
-            metrics_allowed_networks=_networks(env, "QCOS_METRICS_ALLOWED_NETWORKS"),
-            secret_key=env.get("QCOS_SECRET_KEY") or "",
-            admin_cookie_secure=_flag(env, "QCOS_ADMIN_COOKIE_SECURE", True),
-            **({"tiers_file": Path(env["QCOS_TIERS_FILE"]).resolve()} if env.get("QCOS_TIERS_FILE") else {}),
-        )
+        """Read the ``QCOS_*`` variables of ``env`` (default ``os.environ``).
+
+        Raises :class:`ConfigError` naming each bad variable and why.
+        """
+        token = _ENVIRONMENT.set(os.environ if env is None else env)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigError(describe(exc)) from None
+        finally:
+            _ENVIRONMENT.reset(token)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per problem: ``QCOS_NAME: what is wrong (got 'value')``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "default_factory_not_called":  # follows from another field's error
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        got = error.get("input")
+        shown = f" (got {got!r})" if isinstance(got, str) and where else ""
+        problems.append(f"{where}: {message}{shown}" if where else message)
+    return "; ".join(problems)

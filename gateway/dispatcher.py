@@ -40,6 +40,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway import metrics
 from gateway.models import Job, Pack, User, utcnow
+from gateway.notify import notify_jobs_changed
 from gateway.runtime import Runtime
 from gateway.tiers import Tier
 from hpc_jobs.accounting import AccountingError, sbatch_accounting_args
@@ -315,8 +316,10 @@ def _end_pack(runtime: Runtime, pack_id: str, state: PackState, *, error: str, f
         ended = session.execute(update(Pack).where(Pack.id == pack_id, Pack.state == state.value)
                                 .values(state=PackState.ENDED.value, ended_at=now, error=error)).rowcount
         if ended and fail_jobs:
-            session.execute(update(Job).where(Job.pack_id == pack_id, Job.status == _QUEUED)
-                            .values(status=JobStatus.FAILED.value, error=error, completed_at=now))
+            failed = session.scalars(update(Job).where(Job.pack_id == pack_id, Job.status == _QUEUED)
+                                     .values(status=JobStatus.FAILED.value, error=error, completed_at=now)
+                                     .returning(Job.id)).all()
+            notify_jobs_changed(session, failed)
 
 
 def backoff_seconds(attempts: int, base: float) -> float:

@@ -195,11 +195,25 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        from sqlalchemy.exc import OperationalError
-
-        if isinstance(exc, OperationalError):
+        if database_unavailable(exc):
             log.error("database unavailable in request %s: %s", g.get("request_id", "-"), exc.__class__.__name__)
             return error_response(503, "SERVICE_UNAVAILABLE", "The job database is unavailable; retry later",
-                                  {"Retry-After": "30"})
+                                  {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
         log.exception("unexpected error in request %s", g.get("request_id", "-"))
         return error_response(500, "INTERNAL_ERROR", "Internal server error")
+
+
+#: Retry-After of a 503 for an unreachable database: a restart or failover takes seconds.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be used right now (answered 503):
+    a connection refused or lost (``OperationalError``, an invalidated
+    connection, ``InterfaceError`` on a closed one), or no pooled connection
+    free within ``QCOS_DB_POOL_TIMEOUT`` (``sqlalchemy.exc.TimeoutError``)."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError)):
+        return True
+    return isinstance(exc, sa.DBAPIError) and exc.connection_invalidated

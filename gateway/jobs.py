@@ -23,15 +23,16 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import estimates, metrics
 from gateway.errors import ApiError, BatchNotFound, CircuitInvalid, JobIdConflict, JobNotFound
 from gateway.models import Batch, Job, Pack, User, utcnow
+from gateway.notify import notify_jobs_changed
 from gateway.quotas import check_job_size, reserve_daily_jobs, tier_of
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
@@ -275,37 +276,67 @@ def _existing_for_retry(runtime: Runtime, user: User, job_id: str, fingerprint: 
     raise JobIdConflict(f"job_id {job_id} is already in use by a different job; choose another job_id")
 
 
-def get_job(runtime: Runtime, user: User, job_id: str) -> Job:
-    """The caller's job ``job_id``; :class:`JobNotFound` for a missing job or another user's."""
-    with runtime.db.session() as session:
-        job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user.id))
+class JobView(NamedTuple):
+    """What the API shows of a job, read-only (attributes named as on :class:`Job`)."""
+
+    id: str
+    user_id: str
+    status: str
+    result: dict | None
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+#: The columns of :class:`JobView`, in its order.
+_JOB_VIEW = select(Job.id, Job.user_id, Job.status, Job.result, Job.error, Job.created_at, Job.completed_at).where(
+    Job.id == bindparam("job_id"))
+
+
+def get_job(runtime: Runtime, user: User, job_id: str) -> JobView:
+    """The caller's job ``job_id`` as a :class:`JobView` (not an ORM instance:
+    one lean query, the hot path of ``/status`` and ``/results``; none for a
+    final job read before, see :mod:`gateway.jobcache`). :class:`JobNotFound`
+    for a missing job or another user's."""
+    job = runtime.final_jobs.get(job_id)
     if job is None:
+        row = runtime.db.fetch_one(_JOB_VIEW, {"job_id": job_id})
+        job = None if row is None else JobView(*row)
+        if job is not None and JobStatus(job.status).is_final:
+            runtime.final_jobs.put(job)
+    if job is None or job.user_id != user.id:
         raise JobNotFound(job_id)
     return job
 
 
-def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) -> Job:
-    """The job once it is final, or as it is after ``timeout`` seconds.
+def wait_for_final(runtime: Runtime, user: User, job_id: str, timeout: float) -> JobView:
+    """The job once it is final, or as it is after ``timeout`` seconds, or at
+    once when the process is shutting down.
 
-    Each check is its own short read, so no transaction or connection is
-    held while waiting; the pause between checks grows from 0.1 s to 1 s.
-    At most ``QCOS_MAX_WAITING_REQUESTS`` requests of a process wait at once;
-    beyond that the job is answered as it is now (the client polls again).
+    The job is re-read when a writer announces its change
+    (:func:`gateway.notify.notify_jobs_changed`, PostgreSQL LISTEN/NOTIFY),
+    and at least every 10 s; without notifications (SQLite, or the listener
+    reconnecting) every 0.1 s growing to 1 s. Each read is its own short
+    query: no transaction or connection is held while waiting, only this
+    thread. At most ``QCOS_MAX_WAITING_REQUESTS`` requests of a process wait
+    at once; beyond that the job is answered as it is now (the client polls
+    again).
     """
     if not runtime.waiting_slots.acquire(blocking=False):
         # Every waiting slot of this process is taken: answer at once rather
         # than let long polls starve other requests of threads.
         return get_job(runtime, user, job_id)
     try:
+        runtime.start_listening()
         deadline = time.monotonic() + timeout
-        pause = 0.1
-        while True:
-            job = get_job(runtime, user, job_id)
-            remaining = deadline - time.monotonic()
-            if JobStatus(job.status).is_final or remaining <= 0:
-                return job
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 1.5, 1.0)
+        # Watch before reading: a change committed after the read still wakes this thread.
+        with runtime.job_waiters.watch(job_id) as watch:
+            while True:
+                job = get_job(runtime, user, job_id)
+                remaining = deadline - time.monotonic()
+                if JobStatus(job.status).is_final or remaining <= 0 or watch.stopping:
+                    return job
+                watch.wait(remaining, listening=runtime.listening)
     finally:
         runtime.waiting_slots.release()
 
@@ -337,6 +368,7 @@ def cancel_job(runtime: Runtime, job_id: str, *, user: User | None, reason: str)
             .values(status=JobStatus.FAILED.value, error=reason, completed_at=now,
                     cancel_pending=Job.pack_id.is_not(None))
         ).rowcount
+        notify_jobs_changed(session, [job_id])
     if changed:
         metrics.job_cancelled("user" if user is not None else "admin")
     with runtime.db.session() as session:
@@ -356,7 +388,7 @@ def list_jobs(runtime: Runtime, user: User, *, status: str | None, limit: int, o
     conditions = [Job.user_id == user.id]
     if status is not None:
         conditions.append(Job.status == status)
-    with runtime.db.session() as session:
+    with runtime.db.read_session() as session:
         total = session.scalar(select(func.count()).select_from(Job).where(*conditions))
         jobs = list(session.scalars(
             select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)

@@ -230,7 +230,7 @@ class DatabaseCollector(Collector):
     batch job yet), whether the database and the scheduler answer.
 
     Costs the two queries of :func:`queue_counts` per scrape; the scheduler
-    check is the one ``GET /`` caches for ``QCOS_QUEUE_CHECK_TTL`` seconds.
+    check is the poller's last call (:func:`gateway.estimates.scheduler_connected`).
     """
 
     def __init__(self, runtime: "Runtime") -> None:

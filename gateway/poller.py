@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from gateway import dispatcher, metrics
 from gateway.models import Job, Pack, QueueModel, utcnow
+from gateway.notify import notify_jobs_changed
 from gateway.runtime import Runtime
 from hpc_jobs import workdir
 from hpc_jobs.executors.base import ExecutorError, Observations
@@ -180,6 +181,7 @@ def _ingest(runtime: Runtime, slices: list[tuple[Pack, Progress, int]], now: dat
                     for job_id, shots, pack_id in live if reported[job_id][0] == pack_id]
             if rows:
                 session.connection().execute(_FINAL_UPDATE.where(_jobs.c.pack_id == bindparam("b_pack")), rows)
+                notify_jobs_changed(session, [row["b_id"] for row in rows])
         if offsets:
             session.connection().execute(_OFFSET_UPDATE, offsets)
     for pack, _, consumed in slices:
@@ -272,6 +274,7 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
             session.execute(update(Job).where(Job.id.in_(failed), Job.pack_id == pack.id, Job.status.in_(_LIVE_JOB))
                             .values(status=JobStatus.FAILED.value, completed_at=now,
                                     error=f"{why} (the job's second batch job; it is not retried again)"))
+        notify_jobs_changed(session, [row["b_id"] for row in found] + failed)
     _count_outcomes(found, None, lost=0)
     _count_outcomes([], observation.state if observation is not None else None, lost=len(failed))
     if again or failed:

@@ -7,7 +7,10 @@ until first used.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
+
+from sqlalchemy import text
 
 from hpc_jobs.executors.base import Executor
 from hpc_jobs.profiles import ClusterProfile, load_profile
@@ -15,8 +18,11 @@ from hpc_jobs.staging import LocalWorkDirs, RemoteWorkDirs
 
 WorkDirs = LocalWorkDirs | RemoteWorkDirs
 
+from gateway.accounts import CredentialCache
 from gateway.config import Settings
 from gateway.db import Database
+from gateway.jobcache import FinalJobCache
+from gateway.notify import ChangeListener, JobWaiters
 from gateway.tiers import Tier, check_tiers_against_profile, load_tiers
 
 
@@ -49,6 +55,31 @@ def build_site(settings: Settings) -> tuple[Executor, WorkDirs]:
 
 
 @dataclass
+class DatabaseCheck:
+    """``SELECT 1``, a success reused for ``ttl`` seconds, so ``GET /`` under
+    load costs no query while an outage still shows within ``ttl``. A
+    failure is never reused: the next call checks again."""
+
+    db: Database
+    ttl: float
+    _ok_at: float = float("-inf")
+
+    def reachable(self) -> bool:
+        if time.monotonic() - self._ok_at < self.ttl:
+            return True
+        try:
+            with self.db.read() as connection:
+                connection.execute(_PING)
+        except Exception:  # noqa: BLE001 - any failure means "unreachable" here
+            return False
+        self._ok_at = time.monotonic()
+        return True
+
+
+_PING = text("SELECT 1")
+
+
+@dataclass
 class Runtime:
     """Everything a request handler or the poller needs, built from :class:`Settings`."""
 
@@ -60,6 +91,42 @@ class Runtime:
     work_dirs: WorkDirs
     #: Requests of this process that may block in ``/results?wait=true`` at once.
     waiting_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(16))
+    #: Threads of this process waiting in ``/results?wait=true``, by job.
+    job_waiters: JobWaiters = field(default_factory=JobWaiters)
+    #: Valid API keys looked up recently (used only while ``changes`` listens).
+    credentials: CredentialCache = field(default_factory=lambda: CredentialCache(0))
+    #: ``GET /``'s database check.
+    db_check: DatabaseCheck | None = None
+    #: What the API shows of final jobs, cached (they never change).
+    final_jobs: FinalJobCache = field(default_factory=lambda: FinalJobCache(0))
+    #: The LISTEN connection feeding ``job_waiters`` and ``credentials`` (PostgreSQL only).
+    changes: ChangeListener | None = None
+
+    def __post_init__(self) -> None:
+        if self.db_check is None:
+            self.db_check = DatabaseCheck(self.db, self.settings.db_ping_ttl_seconds)
+        if self.changes is None and self.db.is_postgresql:
+            self.changes = ChangeListener(self.db, self.job_waiters, self.credentials.clear)
+
+    @property
+    def listening(self) -> bool:
+        """Whether job and account changes reach this process by notification now."""
+        return self.changes is not None and self.changes.listening
+
+    def start_listening(self) -> None:
+        """Start this process's listener if there is one and it is not running (cheap when it is)."""
+        if self.changes is not None:
+            self.changes.ensure_started()
+
+    def close(self) -> None:
+        """Stop the listener and close this process's pooled connections (tests, commands)."""
+        if self.changes is not None:
+            self.changes.stop()
+        self.db.dispose()
+
+    def stop_waiting(self) -> None:
+        """Shutdown: answer every waiting ``/results?wait=true`` now, with its job as it is."""
+        self.job_waiters.stop()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, executor: Executor | None = None) -> "Runtime":
@@ -73,10 +140,13 @@ class Runtime:
         check_tiers_against_profile(tiers, profile)
         return cls(
             settings=settings,
-            db=Database(settings.database_url),
+            db=Database(settings.database_url, pool_size=settings.db_pool_size,
+                        max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_seconds),
             profile=profile,
             executor=executor,
             tiers=tiers,
             work_dirs=work_dirs,
             waiting_slots=threading.BoundedSemaphore(settings.max_waiting_requests),
+            credentials=CredentialCache(settings.auth_cache_seconds if settings.uses_postgresql else 0),
+            final_jobs=FinalJobCache(int(settings.final_job_cache_mb * 1024 * 1024)),
         )

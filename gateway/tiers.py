@@ -14,8 +14,10 @@ another account or QOS, and on preferred partitions, than free work.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
 
 from hpc_jobs.accounting import AccountingError, TierScheduling, check_against_profile
 
@@ -27,69 +29,93 @@ class TierConfigError(ValueError):
     """The tiers file is missing, malformed or holds an impossible value."""
 
 
-@dataclass(frozen=True)
-class Tier:
+def _positive_or_unlimited(value: int) -> int:
+    if value < UNLIMITED or value == 0:
+        raise ValueError("must be positive or -1")
+    return value
+
+
+#: A limit: a positive whole number, or -1 for none.
+Limit = Annotated[int, AfterValidator(_positive_or_unlimited)]
+
+
+def _scheduling(value: object, info: ValidationInfo) -> TierScheduling:
+    if isinstance(value, TierScheduling):
+        return value
+    try:
+        return TierScheduling.from_mapping(value, where=f"tier {info.data.get('name', '?')}")
+    except AccountingError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: A tier's ``[tier.slurm]`` table, checked by :meth:`TierScheduling.from_mapping`.
+Scheduling = Annotated[TierScheduling, PlainValidator(_scheduling)]
+
+
+class Tier(BaseModel):
     """One tier. Limits are per job (qubits, shots), per UTC day (jobs) and
     per API key (requests per minute and per day); ``-1`` is unlimited.
-    ``slurm``: the tier's own account, QOS, partition preference and nice."""
+    ``slurm``: the tier's own account, QOS, partition preference and nice
+    (a ``[tier.slurm]`` table, see :class:`hpc_jobs.accounting.TierScheduling`).
+    Whole numbers must be TOML integers; unknown keys are refused."""
 
-    name: str
-    price_monthly: int | None
-    daily_job_limit: int
-    max_qubits: int
-    max_shots: int
-    requests_per_minute: int
-    requests_per_day: int
-    slurm: TierScheduling = field(default_factory=TierScheduling)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=32)
+    price_monthly: int | None = Field(None, ge=0)
+    daily_job_limit: Limit
+    max_qubits: int = Field(ge=1)
+    max_shots: int = Field(ge=1)
+    requests_per_minute: Limit = UNLIMITED
+    requests_per_day: Limit = UNLIMITED
+    slurm: Scheduling = TierScheduling()
 
     def pricing(self) -> dict:
         """The tier as ``GET /pricing`` lists it."""
-        return {
-            "name": self.name,
-            "price_monthly": self.price_monthly,
-            "daily_job_limit": self.daily_job_limit,
-            "max_qubits": self.max_qubits,
-            "max_shots": self.max_shots,
-        }
+        return self.model_dump(include={"name", "price_monthly", "daily_job_limit", "max_qubits", "max_shots"})
+
+
+class _TiersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tier: list[Tier] = Field(min_length=1)
 
 
 def load_tiers(path: Path = DEFAULT_TIERS_FILE) -> dict[str, Tier]:
-    """Tiers by name, in file order. Raises :class:`TierConfigError`."""
+    """Tiers by name, in file order. Raises :class:`TierConfigError` naming the
+    tier and key at fault."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TierConfigError(f"tiers file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TierConfigError(f"tiers file {path} is not valid TOML: {exc}") from None
-    tiers: dict[str, Tier] = {}
-    for entry in data.get("tier", []):
-        try:
-            tier = Tier(
-                name=str(entry["name"]),
-                price_monthly=entry.get("price_monthly"),
-                daily_job_limit=int(entry["daily_job_limit"]),
-                max_qubits=int(entry["max_qubits"]),
-                max_shots=int(entry["max_shots"]),
-                requests_per_minute=int(entry.get("requests_per_minute", UNLIMITED)),
-                requests_per_day=int(entry.get("requests_per_day", UNLIMITED)),
-                slurm=TierScheduling.from_mapping(entry.get("slurm", {}), where=f"tier {entry.get('name')}"),
-            )
-        except AccountingError as exc:
-            raise TierConfigError(f"tiers file {path}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TierConfigError(f"tiers file {path}: bad tier entry {entry!r}: {exc}") from None
-        for field_name in ("daily_job_limit", "requests_per_minute", "requests_per_day"):
-            value = getattr(tier, field_name)
-            if value < UNLIMITED or value == 0:
-                raise TierConfigError(f"tier {tier.name}: {field_name} must be positive or -1")
-        if tier.max_qubits < 1 or tier.max_shots < 1:
-            raise TierConfigError(f"tier {tier.name}: max_qubits and max_shots must be at least 1")
-        if tier.name in tiers:
-            raise TierConfigError(f"tier {tier.name} is defined twice")
-        tiers[tier.name] = tier
-    if not tiers:
-        raise TierConfigError(f"tiers file {path} defines no [[tier]]")
-    return tiers
+    try:
+        tiers = _TiersFile.model_validate(data).tier
+    except ValidationError as exc:
+        raise TierConfigError(f"tiers file {path}: " + _describe(exc, data)) from None
+    by_name: dict[str, Tier] = {}
+    for tier in tiers:
+        if tier.name in by_name:
+            raise TierConfigError(f"tiers file {path}: tier {tier.name} is defined twice")
+        by_name[tier.name] = tier
+    return by_name
+
+
+def _describe(exc: ValidationError, data: dict) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        where = ".".join(str(part) for part in loc)
+        if len(loc) >= 2 and loc[0] == "tier" and isinstance(loc[1], int):
+            entry = data["tier"][loc[1]]
+            name = entry.get("name", f"#{loc[1] + 1}") if isinstance(entry, dict) else f"#{loc[1] + 1}"
+            where = f"tier {name}" + "".join(f".{part}" for part in loc[2:])
+        elif loc == ["tier"] and error["type"] == "missing":
+            problems.append("defines no [[tier]]")
+            continue
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 def check_tiers_against_profile(tiers: dict[str, Tier], profile) -> None:

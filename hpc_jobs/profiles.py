@@ -11,21 +11,36 @@ those into ``#SBATCH`` lines.
 Profiles live in ``deploy/profiles/<name>.toml``; a path to any TOML file
 works too. ``deploy/profiles/dev.toml`` documents every key.
 
-Every value that can reach an ``#SBATCH`` line or a shell line is checked
-here against a pattern, so a profile cannot inject options or commands.
+The tables are pydantic models: every value that can reach an ``#SBATCH``
+line or a shell line is checked against a pattern, numbers must be TOML
+numbers, and unknown keys are refused, so a profile can neither inject
+options or commands nor hide a typo. Models are immutable;
+``model_copy(update=...)`` builds changed ones (unchecked:
+:func:`validate_profile` checks them again, as rendering does).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 import sys
 import tomllib
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILES_DIR = REPO_ROOT / "deploy" / "profiles"
@@ -46,6 +61,7 @@ _MODULE = re.compile(r"^[A-Za-z0-9_.+/-]{1,128}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 _GPU_TYPE = re.compile(r"^[A-Za-z0-9_.-]{0,32}$")
 _PROGRAM = re.compile(r"^[A-Za-z0-9_./+-]{1,256}$")
+_METHOD = re.compile(r"^[a-z_]{1,64}$")
 
 _BINARY_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 CONTAINER_RUNTIMES = ("", "singularity", "apptainer")
@@ -55,8 +71,28 @@ class ProfileError(ValueError):
     """A profile file is missing or holds a value Slurm would not accept."""
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
+def _matching(pattern: re.Pattern, what: str):
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+SlurmName = Annotated[str, Strict(), _matching(_SLURM_NAME, "a Slurm name (letters, digits, _ . -)")]
+TimeLimit = Annotated[str, Strict(), _matching(_TIME_LIMIT, "a Slurm time limit ([days-]hours:minutes:seconds)")]
+Memory = Annotated[str, Strict(), _matching(_MEMORY, "a Slurm memory size (a number, then K, M, G or T)")]
+#: A whole number from ``low`` to a million (a TOML integer, not a boolean).
+Count = Annotated[int, Strict(), Field(ge=0, le=1_000_000)]
+PositiveCount = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SlurmOptions(_Table):
     """The ``#SBATCH`` options of a profile. Empty strings mean "leave unset".
 
     ``partition``, ``time_limit``, ``cpus_per_task``, ``mem``: what a job
@@ -67,18 +103,26 @@ class SlurmOptions:
     including none.
     """
 
-    partition: str = "debug"
-    account: str = ""
-    account_pattern: str = ""
-    qos: str = ""
-    time_limit: str = "00:10:00"
-    cpus_per_task: int = 1
-    mem: str = "2G"
-    gres: str = ""
+    partition: SlurmName = "debug"
+    account: SlurmName = ""
+    account_pattern: Annotated[str, Strict()] = ""
+    qos: SlurmName = ""
+    time_limit: TimeLimit = "00:10:00"
+    cpus_per_task: Annotated[int, Strict(), Field(ge=1, le=1024)] = 1
+    mem: Memory = "2G"
+    gres: Annotated[str, Strict(), _matching(_GRES, "a gres spec")] = ""
+
+    @field_validator("account_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
-@dataclass(frozen=True)
-class SimulatorOptions:
+class SimulatorOptions(_Table):
     """How the runner simulates: Aer ``method``, ``device`` (CPU/GPU),
     ``custatevec`` (NVIDIA only) and ``precision`` (double/single).
 
@@ -87,15 +131,14 @@ class SimulatorOptions:
     the Python process); 1.25 means 25 % more than 16·2ⁿ bytes.
     """
 
-    method: str = "automatic"
-    device: str = "CPU"
-    custatevec: bool = False
-    precision: str = "double"
-    memory_headroom: float = 1.25
+    method: Annotated[str, Strict(), _matching(_METHOD, "an Aer method name")] = "automatic"
+    device: Literal["CPU", "GPU"] = "CPU"
+    custatevec: Annotated[bool, Strict()] = False
+    precision: Literal["double", "single"] = "double"
+    memory_headroom: Annotated[float, Strict(), Field(ge=1.0, le=16.0)] = 1.25
 
 
-@dataclass(frozen=True)
-class NodeSpec:
+class NodeSpec(_Table):
     """One compute node of the profile's partitions, as jobs may use it.
 
     ``cores``: cores a job may use (LUMI-G: 56 of 64). ``memory``: host
@@ -106,66 +149,133 @@ class NodeSpec:
     to give each GPU's share of the job.
     """
 
-    cores: int = 1
-    memory: str = "2G"
-    gpus: int = 0
-    gpu_memory: str = "0"
-    gpu_type: str = ""
-    cpus_per_gpu: int = 1
+    cores: PositiveCount = 1
+    memory: Memory = "2G"
+    gpus: Count = 0
+    gpu_memory: Memory = "0"
+    gpu_type: Annotated[str, Strict(), _matching(_GPU_TYPE, "a GRES type name")] = ""
+    cpus_per_gpu: PositiveCount = 1
+
+    @model_validator(mode="after")
+    def _gpus_have_memory(self) -> "NodeSpec":
+        if self.gpus and parse_memory(self.gpu_memory) <= 0:
+            raise ValueError("node.gpu_memory is required when node.gpus > 0")
+        return self
 
 
-@dataclass(frozen=True)
-class Partition:
+class Partition(_Table):
     """A partition jobs may be sent to: ``max_nodes`` per job and
     ``max_time`` (Slurm syntax). ``auto``: whether sizing may choose it
     (false for development partitions such as LUMI's ``dev-g``)."""
 
-    name: str
-    max_nodes: int = 1
-    max_time: str = "01:00:00"
-    auto: bool = True
+    name: SlurmName
+    max_nodes: PositiveCount = 1
+    max_time: TimeLimit = "01:00:00"
+    auto: Annotated[bool, Strict()] = True
 
 
-@dataclass(frozen=True)
-class ContainerOptions:
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class ContainerOptions(_Table):
     """The container that runs ``python -m hpc_jobs.runner``.
 
     ``runtime``: ``"singularity"``, ``"apptainer"`` or ``""`` (no container:
     the profile's ``runner.python`` runs directly). ``image``: path of the
     SIF file. ``binds``: host paths bound at the same path inside. Both may
-    contain ``{account}``, replaced by ``slurm.account``. ``flags``: extra
-    ``exec`` flags (``--nv`` for NVIDIA). ``python``: interpreter inside.
+    contain ``{account}``, replaced by ``slurm.account`` (and checked as
+    plain absolute paths once replaced). ``flags``: extra ``exec`` flags
+    (``--nv`` for NVIDIA). ``python``: interpreter inside.
     """
 
-    runtime: str = ""
-    image: str = ""
-    binds: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
-    python: str = "python3"
+    runtime: Literal["", "singularity", "apptainer"] = ""
+    image: Annotated[str, Strict()] = ""
+    binds: Annotated[tuple[Annotated[str, Strict()], ...], BeforeValidator(_as_tuple)] = ()
+    flags: Annotated[tuple[Annotated[str, Strict(), _matching(_CONTAINER_FLAG, "an exec flag (--name)")], ...],
+                     BeforeValidator(_as_tuple)] = ()
+    python: Annotated[str, Strict(), _matching(_PROGRAM, "a program name or path")] = "python3"
 
 
-@dataclass(frozen=True)
-class EnvironmentOptions:
+def _variables(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple((str(name), str(text)) for name, text in value.items())
+    return value
+
+
+def _variable(pair: tuple[str, str]) -> tuple[str, str]:
+    name, value = pair
+    if not _ENV_NAME.fullmatch(name) or "\n" in value or "\0" in value:
+        raise ValueError(f"invalid environment.variables entry {name!r}")
+    return pair
+
+
+class EnvironmentOptions(_Table):
     """Lines run before the simulation: ``module load`` of ``modules`` in
-    order, then ``export NAME=value`` of ``variables`` (values are quoted)."""
+    order, then ``export NAME=value`` of ``variables`` (values are quoted).
+    In TOML ``variables`` is a table; here it is a tuple of pairs."""
 
-    modules: tuple[str, ...] = ()
-    variables: tuple[tuple[str, str], ...] = ()
+    modules: Annotated[tuple[Annotated[str, Strict(), _matching(_MODULE, "a module name")], ...],
+                       BeforeValidator(_as_tuple)] = ()
+    variables: Annotated[tuple[Annotated[tuple[str, str], AfterValidator(_variable)], ...],
+                         BeforeValidator(_variables)] = ()
 
 
-@dataclass(frozen=True)
-class ClusterProfile:
-    """One site's way of running a QCOS job; see ``deploy/profiles/dev.toml``."""
+class ClusterProfile(_Table):
+    """One site's way of running a QCOS job; see ``deploy/profiles/dev.toml``.
 
-    name: str
-    template: str
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
-    simulator: SimulatorOptions = field(default_factory=SimulatorOptions)
-    runner_python: str = ""
-    node: NodeSpec = field(default_factory=NodeSpec)
-    partitions: tuple[Partition, ...] = ()
-    container: ContainerOptions = field(default_factory=ContainerOptions)
-    environment: EnvironmentOptions = field(default_factory=EnvironmentOptions)
+    ``runner_python`` is the file's ``[runner] python``. Without a
+    ``[[partitions]]`` table (older files) the profile has one partition:
+    ``slurm.partition``, one node, ``slurm.time_limit``.
+    """
+
+    name: Annotated[str, Strict(), Field(min_length=1, max_length=64)]
+    template: Annotated[str, Strict()]
+    slurm: SlurmOptions = SlurmOptions()
+    simulator: SimulatorOptions = SimulatorOptions()
+    runner_python: Annotated[str, Strict()] = ""
+    node: NodeSpec = NodeSpec()
+    partitions: Annotated[tuple[Partition, ...], BeforeValidator(_as_tuple)] = ()
+    container: ContainerOptions = ContainerOptions()
+    environment: EnvironmentOptions = EnvironmentOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_layout(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if "runner" in data:
+            runner = data.pop("runner")
+            if not isinstance(runner, Mapping) or set(runner) - {"python"}:
+                raise ValueError("[runner] holds only python")
+            data.setdefault("runner_python", runner.get("python", ""))
+        if not data.get("partitions"):
+            slurm = data.get("slurm") or {}
+            slurm = slurm.model_dump() if isinstance(slurm, SlurmOptions) else slurm
+            if isinstance(slurm, Mapping):
+                data["partitions"] = ({"name": slurm.get("partition", "debug"), "max_nodes": 1,
+                                       "max_time": slurm.get("time_limit", "00:10:00")},)
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClusterProfile":
+        if len({p.name for p in self.partitions}) != len(self.partitions):
+            raise ValueError("partition names must be unique")
+        if not any(p.auto for p in self.partitions):
+            raise ValueError("at least one partition must have auto = true")
+        if self.container.runtime:
+            paths = [("container.image", self.container_image)] + [("container.binds", b)
+                                                                   for b in self.container_binds]
+            for key, value in paths:
+                if not _PATH.fullmatch(value) or ".." in value.split("/"):
+                    raise ValueError(f"invalid {key} {value!r} (absolute path of plain characters)")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+\.j2", self.template) or not (TEMPLATES_DIR / self.template).is_file():
+            raise ValueError(f"template {self.template} not in {TEMPLATES_DIR}")
+        problem = _account_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @property
     def python(self) -> str:
@@ -233,33 +343,6 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
-def _build(data: dict[str, Any]) -> ClusterProfile:
-    slurm = SlurmOptions(**data.get("slurm", {}))
-    partitions = tuple(Partition(**entry) for entry in data.get("partitions", ()))
-    if not partitions:
-        # A profile without a partitions table (older files): the default
-        # partition, one node, its default time limit.
-        partitions = (Partition(name=slurm.partition, max_nodes=1, max_time=slurm.time_limit),)
-    container = dict(data.get("container", {}))
-    for key in ("binds", "flags"):
-        if key in container:
-            container[key] = tuple(container[key])
-    environment = dict(data.get("environment", {}))
-    environment["modules"] = tuple(environment.get("modules", ()))
-    environment["variables"] = tuple((str(k), str(v)) for k, v in dict(environment.get("variables", {})).items())
-    return ClusterProfile(
-        name=data["name"],
-        template=data["template"],
-        slurm=slurm,
-        simulator=SimulatorOptions(**data.get("simulator", {})),
-        runner_python=data.get("runner", {}).get("python", ""),
-        node=NodeSpec(**data.get("node", {})),
-        partitions=partitions,
-        container=ContainerOptions(**container),
-        environment=EnvironmentOptions(**environment),
-    )
-
-
 def load_profile(
     name_or_path: str,
     profiles_dir: Path = PROFILES_DIR,
@@ -290,104 +373,52 @@ def load_profile(
     if overrides:
         data = _merge(data, overrides)
     try:
-        profile = _build(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ProfileError(f"cluster profile {candidate}: {exc}") from None
-    validate_profile(profile)
+        profile = ClusterProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"cluster profile {candidate}: {_describe(exc)}") from None
+    _CHECKED.add(profile)
     return profile
+
+
+#: Profiles known to be valid (compared by value, held weakly): rendering checks each profile once.
+_CHECKED: "weakref.WeakSet[ClusterProfile]" = weakref.WeakSet()
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def _account_problem(profile: ClusterProfile) -> str | None:
+    pattern = profile.slurm.account_pattern
+    if pattern and not re.fullmatch(pattern, profile.slurm.account):
+        return (f"slurm.account {profile.slurm.account!r} is not a valid account; this site bills every job to an "
+                f"account matching {pattern!r} (e.g. --account=project_<id> on LUMI). Set slurm.account in the profile.")
+    return None
 
 
 def check_account(profile: ClusterProfile) -> None:
     """Raise :class:`ProfileError` when the profile needs an account
     (``slurm.account_pattern``) and ``slurm.account`` does not match it."""
-    pattern = profile.slurm.account_pattern
-    if pattern and not re.fullmatch(pattern, profile.slurm.account):
-        raise ProfileError(
-            f"profile {profile.name}: slurm.account {profile.slurm.account!r} is not a valid account; "
-            f"this site bills every job to an account matching {pattern!r} (e.g. --account=project_<id> on LUMI). "
-            f"Set slurm.account in the profile."
-        )
+    problem = _account_problem(profile)
+    if problem:
+        raise ProfileError(f"profile {profile.name}: {problem}")
 
 
 def validate_profile(profile: ClusterProfile) -> None:
-    """Raise :class:`ProfileError` unless every Slurm and shell value is well formed."""
-    name = profile.name
-    s = profile.slurm
-    checks = [
-        ("slurm.partition", s.partition, _SLURM_NAME),
-        ("slurm.account", s.account, _SLURM_NAME),
-        ("slurm.qos", s.qos, _SLURM_NAME),
-        ("slurm.gres", s.gres, _GRES),
-        ("slurm.time_limit", s.time_limit, _TIME_LIMIT),
-        ("slurm.mem", s.mem, _MEMORY),
-        ("node.memory", profile.node.memory, _MEMORY),
-        ("node.gpu_memory", profile.node.gpu_memory, _MEMORY),
-        ("node.gpu_type", profile.node.gpu_type, _GPU_TYPE),
-    ]
-    for partition in profile.partitions:
-        checks.append(("partitions.name", partition.name, _SLURM_NAME))
-        checks.append(("partitions.max_time", partition.max_time, _TIME_LIMIT))
-    for key, value, pattern in checks:
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise ProfileError(f"profile {name}: invalid {key} {value!r}")
-    if not isinstance(s.account_pattern, str):
-        raise ProfileError(f"profile {name}: slurm.account_pattern must be a string")
+    """Check a profile built in code (``model_copy``) as :func:`load_profile`
+    checks files. Raises :class:`ProfileError`."""
+    if profile in _CHECKED:
+        return
     try:
-        re.compile(s.account_pattern)
-    except re.error as exc:
-        raise ProfileError(f"profile {name}: slurm.account_pattern is not a regular expression: {exc}") from None
-    check_account(profile)
-
-    counts = [
-        ("slurm.cpus_per_task", s.cpus_per_task, 1),
-        ("node.cores", profile.node.cores, 1),
-        ("node.gpus", profile.node.gpus, 0),
-        ("node.cpus_per_gpu", profile.node.cpus_per_gpu, 1),
-    ] + [("partitions.max_nodes", p.max_nodes, 1) for p in profile.partitions]
-    for key, value, low in counts:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1_000_000:
-            raise ProfileError(f"profile {name}: {key} must be an integer from {low}, not {value!r}")
-    if s.cpus_per_task > 1024:
-        raise ProfileError(f"profile {name}: slurm.cpus_per_task must be 1..1024")
-    if profile.node.gpus and parse_memory(profile.node.gpu_memory) <= 0:
-        raise ProfileError(f"profile {name}: node.gpu_memory is required when node.gpus > 0")
-    if len({p.name for p in profile.partitions}) != len(profile.partitions):
-        raise ProfileError(f"profile {name}: partition names must be unique")
-    if not any(p.auto for p in profile.partitions):
-        raise ProfileError(f"profile {name}: at least one partition must have auto = true")
-
-    sim = profile.simulator
-    if sim.device not in ("CPU", "GPU"):
-        raise ProfileError(f"profile {name}: simulator.device must be CPU or GPU")
-    if sim.precision not in ("double", "single"):
-        raise ProfileError(f"profile {name}: simulator.precision must be double or single")
-    if not isinstance(sim.method, str) or not re.fullmatch(r"[a-z_]{1,64}", sim.method):
-        raise ProfileError(f"profile {name}: invalid simulator.method {sim.method!r}")
-    if isinstance(sim.memory_headroom, bool) or not isinstance(sim.memory_headroom, (int, float)) \
-            or not 1.0 <= sim.memory_headroom <= 16.0:
-        raise ProfileError(f"profile {name}: simulator.memory_headroom must be a number from 1 to 16")
-
-    c = profile.container
-    if c.runtime not in CONTAINER_RUNTIMES:
-        raise ProfileError(f"profile {name}: container.runtime must be one of {CONTAINER_RUNTIMES}")
-    if c.runtime:
-        paths = [("container.image", profile.container_image)] + [("container.binds", b) for b in profile.container_binds]
-        for key, value in paths:
-            if not _PATH.fullmatch(value) or ".." in value.split("/"):
-                raise ProfileError(f"profile {name}: invalid {key} {value!r} (absolute path of plain characters)")
-        for flag in c.flags:
-            if not _CONTAINER_FLAG.fullmatch(flag):
-                raise ProfileError(f"profile {name}: invalid container.flags entry {flag!r}")
-        if not _PROGRAM.fullmatch(c.python):
-            raise ProfileError(f"profile {name}: invalid container.python {c.python!r}")
-    for module in profile.environment.modules:
-        if not _MODULE.fullmatch(module):
-            raise ProfileError(f"profile {name}: invalid environment.modules entry {module!r}")
-    for var, value in profile.environment.variables:
-        if not _ENV_NAME.fullmatch(var) or "\n" in value or "\0" in value:
-            raise ProfileError(f"profile {name}: invalid environment.variables entry {var!r}")
-    if not (TEMPLATES_DIR / profile.template).is_file():
-        raise ProfileError(f"profile {name}: template {profile.template} not in {TEMPLATES_DIR}")
+        ClusterProfile.model_validate(profile.model_dump())
+    except ValidationError as exc:
+        raise ProfileError(f"profile {profile.name}: {_describe(exc)}") from None
+    _CHECKED.add(profile)
 
 
 def dry_run_variant(profile: ClusterProfile, target: ClusterProfile) -> ClusterProfile:
@@ -400,25 +431,23 @@ def dry_run_variant(profile: ClusterProfile, target: ClusterProfile) -> ClusterP
     of a script rendered from the result checks the site template's
     ``#SBATCH`` lines against a real controller without the site.
     """
-    slurm = dataclasses.replace(
-        profile.slurm,
-        partition=target.slurm.partition,
-        account=target.slurm.account,
-        account_pattern=target.slurm.account_pattern,
-        qos=target.slurm.qos,
-        gres=target.slurm.gres,
-        time_limit=target.slurm.time_limit,
-        cpus_per_task=target.slurm.cpus_per_task,
-        mem=target.slurm.mem,
-    )
+    slurm = profile.slurm.model_copy(update={
+        "partition": target.slurm.partition,
+        "account": target.slurm.account,
+        "account_pattern": target.slurm.account_pattern,
+        "qos": target.slurm.qos,
+        "gres": target.slurm.gres,
+        "time_limit": target.slurm.time_limit,
+        "cpus_per_task": target.slurm.cpus_per_task,
+        "mem": target.slurm.mem,
+    })
     simulator = profile.simulator
     if not target.node.gpus:
-        simulator = dataclasses.replace(simulator, device="CPU", custatevec=False)
-    return dataclasses.replace(
-        profile,
-        name=f"{profile.name}-on-{target.name}",
-        slurm=slurm,
-        simulator=simulator,
-        node=target.node,
-        partitions=target.partitions,
-    )
+        simulator = simulator.model_copy(update={"device": "CPU", "custatevec": False})
+    return profile.model_copy(update={
+        "name": f"{profile.name}-on-{target.name}",
+        "slurm": slurm,
+        "simulator": simulator,
+        "node": target.node,
+        "partitions": target.partitions,
+    })

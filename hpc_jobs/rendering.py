@@ -118,7 +118,7 @@ def render_sbatch(
     work_dir_text = str(work_dir)
     if not _SAFE_PATH.fullmatch(work_dir_text):
         raise ValueError(f"work dir {work_dir_text!r} must be an absolute path of plain characters")
-    # Profiles built in code (dataclasses.replace) skip load_profile's checks.
+    # Profiles built in code (model_copy) skip load_profile's checks.
     validate_profile(profile)
     if resources is None:
         resources = default_resources(profile)

@@ -31,7 +31,7 @@ Every ratio compares figures measured in the same run, on this machine.
   Slurm commands per cycle.
 
 ``POST /execute`` requests per second against a trivial endpoint are
-measured by ``tests/bench_http.py`` where that exists.
+measured by ``tests/bench_http.py --submit`` (``make bench`` runs both).
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -63,14 +62,16 @@ def settings(tmp_path, database_url) -> Settings:
     """Settings of an embedded gateway (local executor) on ``database_url``."""
     base = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_DATABASE_URL": database_url})
     base.work_root.mkdir(parents=True)
-    return replace(base, poll_interval_seconds=0.2)
+    return base.model_copy(update={"poll_interval_seconds": 0.2})
 
 
 @pytest.fixture
 def app(settings):
     from gateway import create_app
 
-    return create_app({"QCOS_SETTINGS": settings, "TESTING": True})
+    app = create_app({"QCOS_SETTINGS": settings, "TESTING": True})
+    yield app
+    app.extensions["qcos"].close()
 
 
 @pytest.fixture

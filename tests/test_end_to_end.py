@@ -182,7 +182,6 @@ def test_a_pack_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slur
     """The dispatcher lost sbatch's answer (or died right after sbatch): the
     next recovery finds the batch job by its name (qcos-pack-<hex>) and adopts
     it instead of submitting the pack again."""
-    from dataclasses import replace
     from datetime import timedelta
 
     from gateway import create_app, dispatcher
@@ -193,8 +192,8 @@ def test_a_pack_whose_sbatch_answer_was_lost_is_found_by_its_name(tmp_path, slur
     from tests.gateway.test_dispatch import _drive
 
     upgrade_database(postgres_url)
-    settings = replace(Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
-                                          "QCOS_DATABASE_URL": postgres_url}), submit_recovery_seconds=0)
+    settings = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
+                                          "QCOS_DATABASE_URL": postgres_url}).model_copy(update={"submit_recovery_seconds": 0})
     app = create_app({"QCOS_SETTINGS": settings})
     runtime = app.extensions["qcos"]
     from tests.conftest import make_user

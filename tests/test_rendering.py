@@ -40,8 +40,8 @@ def test_dev_profile_renders_a_complete_script():
 
 def test_optional_directives_appear_when_set():
     profile = load_profile("dev")
-    profile = dataclasses.replace(profile, slurm=dataclasses.replace(profile.slurm, account="project_465000001",
-                                                                      qos="normal", gres="gpu:1"))
+    profile = profile.model_copy(update={"slurm": profile.slurm.model_copy(
+        update={"account": "project_465000001", "qos": "normal", "gres": "gpu:1"})})
     script = render_sbatch(profile, job_id="x", work_dir=Path("/w/x"))
     assert "#SBATCH --account=project_465000001" in script
     assert "#SBATCH --qos=normal" in script and "#SBATCH --gres=gpu:1" in script
@@ -188,7 +188,7 @@ def test_nvidia_script_asks_for_gres_and_runs_apptainer_with_nv():
 @pytest.mark.parametrize("account", ["", "project_", "project_12a", "other_465000001"])
 def test_lumi_refuses_to_render_without_a_valid_account(account):
     profile = load_profile("lumi-g", overrides=LUMI_ACCOUNT)
-    profile = dataclasses.replace(profile, slurm=dataclasses.replace(profile.slurm, account=account))
+    profile = profile.model_copy(update={"slurm": profile.slurm.model_copy(update={"account": account})})
     with pytest.raises(ProfileError, match="not a valid account"):
         render_sbatch(profile, job_id="x", work_dir=Path("/scratch/x"), resources=_resources())
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from hpc_jobs.profiles import ProfileError, load_profile, parse_time_limit
@@ -96,7 +94,7 @@ def test_lumi_without_a_valid_account_is_refused_before_sbatch(lumi):
         load_profile("lumi-g")
     for account in ("", "465000001", "project_abc", "myproject"):
         with pytest.raises(ProfileError, match="not a valid account"):
-            size_job(dataclasses.replace(lumi, slurm=dataclasses.replace(lumi.slurm, account=account)),
+            size_job(lumi.model_copy(update={"slurm": lumi.slurm.model_copy(update={"account": account})}),
                      num_qubits=2, num_operations=1, shots=1)
 
 
@@ -120,7 +118,8 @@ def test_walltime_never_drops_below_the_profile_default(lumi):
 def test_a_longer_job_moves_to_the_next_partition_whose_limit_holds_it(dev):
     from hpc_jobs.profiles import Partition
 
-    two = dataclasses.replace(dev, partitions=(Partition("short", 1, "01:00:00"), Partition("long", 1, "1-00:00:00")))
+    two = dev.model_copy(update={"partitions": (Partition(name="short", max_nodes=1, max_time="01:00:00"),
+                                                Partition(name="long", max_nodes=1, max_time="1-00:00:00"))})
     assert size_job(two, num_qubits=10, num_operations=10, shots=10).partition == "short"
     long_job = size_job(two, num_qubits=24, num_operations=50_000, shots=10)  # about 2.3 h of estimate
     assert (long_job.partition, parse_time_limit(long_job.time_limit) > 3600) == ("long", True)
@@ -144,7 +143,7 @@ def test_runtime_estimate_is_kept_for_the_gateway():
 
 
 def test_a_profile_forcing_stabilizer_refuses_non_clifford_circuits(dev):
-    forced = dataclasses.replace(dev, simulator=dataclasses.replace(dev.simulator, method="stabilizer"))
+    forced = dev.model_copy(update={"simulator": dev.simulator.model_copy(update={"method": "stabilizer"})})
     with pytest.raises(SizingError, match="Clifford"):
         size_job(forced, num_qubits=3, num_operations=3, shots=10, clifford=False)
 

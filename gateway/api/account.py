@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from gateway.auth import require_api_key
 from gateway.errors import InvalidRequest
-from gateway.models import Job, utcnow
+from gateway.models import DailyUsage, Job, utcnow
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
-from gateway.quotas import jobs_on, tier_of, utc_day
+from gateway.quotas import tier_of, utc_day
 from gateway.schemas import PricingResponse, UsageQuery, UsageResponse, UserResponse
 from gateway.usage import PeriodError, user_usage
 
@@ -25,6 +25,14 @@ def pricing():
     return PricingResponse(tiers=[tier.pricing() for tier in tiers.values()]).model_dump()
 
 
+#: Jobs counted today and all jobs of a user, in one round trip; built once (no per-request cache key).
+_JOB_COUNTS = select(
+    func.coalesce(select(DailyUsage.jobs).where(DailyUsage.user_id == bindparam("user_id"),
+                                                DailyUsage.day == bindparam("day")).scalar_subquery(), 0),
+    select(func.count()).select_from(Job).where(Job.user_id == bindparam("user_id")).scalar_subquery(),
+)
+
+
 @blueprint.get("/user/me")
 @api_spec.validate(operation_id="getMe", resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"])
 @require_api_key
@@ -33,13 +41,11 @@ def me():
     runtime = current_app.extensions["qcos"]
     user = g.user
     tier = tier_of(runtime.tiers, user.tier)
-    with runtime.db.session() as session:
-        today = jobs_on(session, user_id=user.id, day=utc_day(utcnow()))
-        total = session.scalar(select(func.count()).select_from(Job).where(Job.user_id == user.id))
+    today, total = runtime.db.fetch_one(_JOB_COUNTS, {"user_id": user.id, "day": utc_day(utcnow())})
     return UserResponse(
         user_id=user.id, email=user.email, tier=tier.name, daily_job_limit=tier.daily_job_limit,
         max_qubits=tier.max_qubits, max_shots=tier.max_shots, jobs_today=today, jobs_total=total,
-    ).model_dump()
+    )
 
 
 @blueprint.get("/user/usage")
@@ -61,7 +67,7 @@ def usage():
     if period is None:
         period = utcnow().strftime("%Y-%m")
     try:
-        with runtime.db.session() as session:
+        with runtime.db.read_session() as session:
             used = user_usage(session, g.user.id, period)
     except PeriodError as exc:
         raise InvalidRequest(str(exc)) from None

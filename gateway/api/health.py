@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app
-from sqlalchemy import text
 
 from gateway import estimates
 from gateway.errors import ServiceUnavailable
@@ -21,16 +20,15 @@ def health():
     ``queue_connected``: the poller's last scheduler call answered, and
     that call is recent (:func:`gateway.estimates.scheduler_connected`); no
     scheduler call happens in the request. ``status`` is ``healthy`` when
-    connected and ``degraded`` when not; an unreachable database is a 503.
+    connected and ``degraded`` when not; an unreachable database is a 503
+    (a successful check is reused for ``QCOS_DB_PING_TTL`` seconds, a failed
+    one never).
     """
     from gateway import __version__
 
     runtime = current_app.extensions["qcos"]
-    try:
-        with runtime.db.session() as session:
-            session.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means "unreachable" here
-        raise ServiceUnavailable("The job database is unavailable") from None
+    if not runtime.db_check.reachable():
+        raise ServiceUnavailable("The job database is unavailable")
     connected = estimates.scheduler_connected(runtime)
     body = HealthResponse(status="healthy" if connected else "degraded", version=__version__, queue_connected=connected)
-    return body.model_dump()
+    return body

@@ -23,6 +23,9 @@ from gateway.schemas import (
     JobListQuery,
     JobListResponse,
     JobSummary,
+    ResultCounts,
+    ResultsCompleted,
+    ResultsPending,
     ResultsQuery,
     ResultsResponse,
     StatusResponse,
@@ -185,7 +188,7 @@ def execute():
     body = _execute_request()
     runtime = current_app.extensions["qcos"]
     if dry:
-        return DryRunResponse(**jobs.dry_run(runtime, g.user, body)).model_dump(), 200
+        return DryRunResponse(**jobs.dry_run(runtime, g.user, body)), 200
     submission = jobs.submit(runtime, g.user, body)
     job = submission.job
     device = runtime.profile.simulator.device
@@ -204,7 +207,9 @@ def execute():
     return answer.model_dump(), 201, {"Location": url_for("jobs.status", job_id=job.id)}
 
 
-def _status_body(job: Job) -> dict:
+def _status_body(job: Job | jobs.JobView) -> StatusResponse:
+    # Views answer models, not dicts: spectree then serializes them with
+    # pydantic's own JSON encoder instead of walking every count of a result.
     return StatusResponse(
         job_id=job.id,
         status=job.status,
@@ -212,7 +217,7 @@ def _status_body(job: Job) -> dict:
         error=job.error,
         created_at=iso_utc(job.created_at),
         completed_at=iso_utc(job.completed_at),
-    ).model_dump(exclude_none=False)
+    )
 
 
 @blueprint.get("/status/<job_id>")
@@ -258,10 +263,10 @@ def results(job_id: str):
     else:
         job = jobs.get_job(runtime, g.user, job_id)
     if job.status == JobStatus.COMPLETED.value:
-        return {"job_id": job.id, "status": "completed", "result": {"counts": job.result["counts"]}}
+        return ResultsCompleted(job_id=job.id, status="completed", result=ResultCounts(counts=job.result["counts"]))
     if job.status == JobStatus.FAILED.value:
         raise JobFailed(f"Job {job.id} failed: {job.error}")
-    return {"job_id": job.id, "status": "pending", "message": "Job not yet completed"}
+    return ResultsPending(job_id=job.id, status="pending", message="Job not yet completed")
 
 
 @blueprint.delete("/jobs/<job_id>")

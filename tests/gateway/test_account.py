@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -49,7 +48,7 @@ def small_tiers(tmp_path):
 def site_app(settings, small_tiers):
     from gateway import create_app
 
-    return create_app({"QCOS_SETTINGS": replace(settings, tiers_file=small_tiers)})
+    return create_app({"QCOS_SETTINGS": settings.model_copy(update={"tiers_file": small_tiers})})
 
 
 def test_pricing_is_the_references_without_auth(client):

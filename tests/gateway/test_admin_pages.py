@@ -149,24 +149,20 @@ def test_users_usage_on_the_page_matches_user_usage(client, runtime, admin):
 
 
 def test_without_a_session_key_only_the_admin_page_is_unavailable(settings, tmp_path):
-    from dataclasses import replace
-
     from gateway import create_app
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    client = create_app({"QCOS_SETTINGS": replace(settings, state_dir=blocker), "TESTING": True}).test_client()
+    client = create_app({"QCOS_SETTINGS": settings.model_copy(update={"state_dir": blocker}), "TESTING": True}).test_client()
     page = client.get("/admin/login")
     assert page.status_code == 503 and "QCOS_SECRET_KEY" in page.get_data(as_text=True)
     assert client.get("/healthz").status_code == 200
 
 
 def test_a_configured_secret_key_is_used_and_nothing_is_written(settings):
-    from dataclasses import replace
-
     from gateway import create_app
 
-    app = create_app({"QCOS_SETTINGS": replace(settings, secret_key="k" * 64), "TESTING": True})
+    app = create_app({"QCOS_SETTINGS": settings.model_copy(update={"secret_key": "k" * 64}), "TESTING": True})
     assert app.secret_key == "k" * 64 and not (settings.state_dir / "secret_key").exists()
 
 

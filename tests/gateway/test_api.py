@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -63,7 +62,7 @@ class TestHealth:
 
         blocker = tmp_path / "not-a-dir"
         blocker.write_text("")
-        broken = create_app({"QCOS_SETTINGS": replace(settings, state_dir=blocker)})
+        broken = create_app({"QCOS_SETTINGS": settings.model_copy(update={"state_dir": blocker})})
         _poll_once(broken.extensions["qcos"])
         body = broken.test_client().get("/").get_json()
         assert body["queue_connected"] is False
@@ -189,7 +188,7 @@ class TestExecute:
 
         ghz = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[60]; creg c[60]; h q[0]; ' + " ".join(
             f"cx q[{i}],q[{i + 1}];" for i in range(59)) + " measure q -> c;"
-        runtime.tiers = {**runtime.tiers, "pro": replace(runtime.tiers["pro"], max_qubits=100)}
+        runtime.tiers = {**runtime.tiers, "pro": runtime.tiers["pro"].model_copy(update={"max_qubits": 100})}
         clifford = _post(client, api_key, {"qasm": ghz, "shots": 10}).get_json()["job_id"]
         plain = _post(client, api_key, {"qasm": BELL.replace("h q[0];", "t q[0];"), "shots": 10}).get_json()
         jobs = [drive_until_final(runtime, job_id) for job_id in (clifford, plain["job_id"])]
@@ -251,7 +250,7 @@ class TestResults:
         assert 0.9 <= elapsed < 3
 
     def test_wait_is_bounded_server_side(self, client, runtime, api_key, monkeypatch):
-        runtime.settings = replace(runtime.settings, results_max_wait_seconds=1)
+        runtime.settings = runtime.settings.model_copy(update={"results_max_wait_seconds": 1})
         job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
         started = time.monotonic()
         client.get(f"/results/{job_id}?wait=true&timeout=3600", headers={"X-API-Key": api_key})
@@ -323,8 +322,8 @@ class TestUnexpectedFailures:
     def test_an_unreachable_database_is_a_json_503(self, settings):
         from gateway import create_app
 
-        app = create_app({"QCOS_SETTINGS": replace(
-            settings, database_url="postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=2")})
+        app = create_app({"QCOS_SETTINGS": settings.model_copy(update={
+            "database_url": "postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=2"})})
         for path, headers in (("/", {}), ("/user/me", {"X-API-Key": "qcos_x"})):
             response = app.test_client().get(path, headers=headers)
             _assert_error(response, 503, "SERVICE_UNAVAILABLE")
@@ -349,7 +348,7 @@ class TestHostileInput:
         _assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
     def test_a_400_digit_timeout_is_capped_not_an_error(self, client, runtime, api_key):
-        runtime.settings = replace(runtime.settings, results_max_wait_seconds=1)
+        runtime.settings = runtime.settings.model_copy(update={"results_max_wait_seconds": 1})
         job_id = _post(client, api_key, {"qasm": BELL}).get_json()["job_id"]
         response = client.get(f"/results/{job_id}?wait=true&timeout={'9' * 400}", headers={"X-API-Key": api_key})
         assert response.status_code == 200 and response.get_json()["status"] == "pending"
@@ -429,7 +428,7 @@ class TestOptions:
     def test_a_preflight_from_an_allowed_origin(self, settings):
         from gateway import create_app
 
-        app = create_app({"QCOS_SETTINGS": replace(settings, cors_origins=("https://app.example.org",))})
+        app = create_app({"QCOS_SETTINGS": settings.model_copy(update={"cors_origins": ("https://app.example.org",)})})
         preflight = {"Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
                      "Access-Control-Request-Headers": "content-type, x-api-key"}
         response = app.test_client().options("/execute", headers=preflight)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sqlalchemy import func, select
 
 from gateway.models import Job
@@ -49,7 +47,7 @@ def test_one_invalid_circuit_refuses_the_whole_batch_naming_it(client, runtime, 
 
 
 def test_the_daily_quota_counts_every_circuit_all_or_nothing(client, runtime):
-    runtime.tiers = {**runtime.tiers, "free": replace(runtime.tiers["free"], daily_job_limit=3)}
+    runtime.tiers = {**runtime.tiers, "free": runtime.tiers["free"].model_copy(update={"daily_job_limit": 3})}
     key = make_user(runtime, tier="free")[1]
     assert _post(client, key, [{"qasm": BELL, "shots": 10}] * 4).status_code == 429
     assert _count(runtime) == 0
@@ -58,7 +56,7 @@ def test_the_daily_quota_counts_every_circuit_all_or_nothing(client, runtime):
 
 
 def test_the_batch_size_is_bounded_and_bad_bodies_are_clear(client, runtime, api_key):
-    runtime.settings = replace(runtime.settings, batch_max_circuits=2)
+    runtime.settings = runtime.settings.model_copy(update={"batch_max_circuits": 2})
     body = _post(client, api_key, [{"qasm": BELL}] * 3).get_json()
     assert body["error_code"] == "INVALID_REQUEST" and "at most 2" in body["detail"]
     assert _post(client, api_key, []).get_json()["error_code"] == "INVALID_REQUEST"
@@ -89,7 +87,7 @@ def test_another_users_batch_is_not_found(client, runtime, api_key):
 def test_a_batch_shares_one_validation_budget(client, runtime, api_key):
     from hpc_jobs.circuits import validation_cost
 
-    runtime.settings = replace(runtime.settings, batch_validation_units=int(validation_cost(BELL) * 2.5))
+    runtime.settings = runtime.settings.model_copy(update={"batch_validation_units": int(validation_cost(BELL) * 2.5)})
     response = _post(client, api_key, [{"qasm": BELL}] * 3)
     body = response.get_json()
     assert response.status_code == 400 and body["detail"].startswith("circuits[2]: ")

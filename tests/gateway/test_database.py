@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 from sqlalchemy import text
 
-from gateway.db import Database
+from gateway.db import Database, connection_budget, server_connection_limits
 from gateway.migrations import current_tables, upgrade_database
 
 
@@ -41,6 +43,67 @@ def test_a_forked_child_builds_its_own_engine(database_url):
     assert database.engine is parent_engine
 
 
+class TestConnectionPool:
+    """PostgreSQL: each process holds at most pool_size + max_overflow connections;
+    a request waits (up to QCOS_DB_POOL_TIMEOUT) for one instead of opening more."""
+
+    @pytest.fixture
+    def one_connection_app(self, tmp_path, postgres_url):
+        from gateway import create_app
+        from gateway.config import Settings
+        from gateway.migrations import upgrade_database
+
+        upgrade_database(postgres_url)
+        settings = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_DATABASE_URL": postgres_url,
+                                      "QCOS_RATELIMIT_ENABLED": "false", "QCOS_DB_POOL_SIZE": "1",
+                                      "QCOS_DB_POOL_TIMEOUT": "1", "QCOS_AUTH_CACHE_TTL": "0"})
+        app = create_app({"QCOS_SETTINGS": settings, "TESTING": True})
+        yield app
+        app.extensions["qcos"].close()
+
+    def test_a_request_waits_for_the_busy_connection(self, one_connection_app):
+        from tests.conftest import make_user
+
+        runtime = one_connection_app.extensions["qcos"]
+        key = make_user(runtime)[1]
+        held = runtime.db.engine.connect()
+        threading.Timer(0.4, held.close).start()
+        started = time.monotonic()
+        response = one_connection_app.test_client().get("/user/me", headers={"X-API-Key": key})
+        assert response.status_code == 200
+        assert 0.3 < time.monotonic() - started < 1.0
+        assert runtime.db.engine.pool.checkedout() == 0 and runtime.db.engine.pool.size() == 1
+
+    def test_a_request_that_waited_too_long_is_a_json_503(self, one_connection_app):
+        from tests.conftest import make_user
+
+        runtime = one_connection_app.extensions["qcos"]
+        key = make_user(runtime)[1]
+        with runtime.db.engine.connect():
+            started = time.monotonic()
+            response = one_connection_app.test_client().get("/user/me", headers={"X-API-Key": key})
+        assert response.status_code == 503
+        assert response.get_json()["error_code"] == "SERVICE_UNAVAILABLE"
+        assert 0.9 < time.monotonic() - started < 3
+
+
+class TestConnectionBudget:
+    def test_the_formula_counts_pools_listeners_and_other_processes(self):
+        budget = connection_budget(gateways=2, workers=4, pool_size=5, max_overflow=2, other_processes=2,
+                                   max_connections=100, reserved=3)
+        # 2 x 4 x (5 + 2 + 1) + 2 x (5 + 2)
+        assert (budget.needed, budget.available, budget.fits) == (78, 94, True)
+        too_many = connection_budget(gateways=3, workers=4, pool_size=5, max_overflow=2, other_processes=2,
+                                     max_connections=100, reserved=3)
+        assert too_many.needed == 110 and not too_many.fits
+
+    def test_the_servers_limits_are_read(self, postgres_url):
+        database = Database(postgres_url)
+        try:
+            max_connections, reserved = server_connection_limits(database.engine)
+        finally:
+            database.dispose()
+        assert max_connections >= 1 and reserved >= 0
 @pytest.fixture
 def open_umask():
     """umask 000 for the test: modes must not depend on the service's umask."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -65,8 +64,8 @@ def test_a_request_calls_no_scheduler_and_circuits_share_a_pack_per_method(clien
 def test_two_dispatchers_never_take_the_same_job(client, runtime, api_key, settings):
     ids = [_submit(client, api_key) for _ in range(40)]
     _quiet(runtime)
-    other = Runtime.from_settings(replace(settings, pack_max_jobs=3))
-    runtime.settings = replace(runtime.settings, pack_max_jobs=3)
+    other = Runtime.from_settings(settings.model_copy(update={"pack_max_jobs": 3}))
+    runtime.settings = runtime.settings.model_copy(update={"pack_max_jobs": 3})
     errors = []
 
     def plan(rt):
@@ -102,7 +101,7 @@ def test_a_pack_whose_sbatch_answer_was_lost_is_adopted_not_submitted_again(clie
 
     mocker.patch.object(runtime.executor, "submit", side_effect=answer_lost)
     assert dispatcher.submit_cycle(runtime, now=utcnow()) == ([], [])
-    runtime.settings = replace(runtime.settings, submit_recovery_seconds=0)
+    runtime.settings = runtime.settings.model_copy(update={"submit_recovery_seconds": 0})
     assert dispatcher.recover_cycle(runtime, now=utcnow() + timedelta(seconds=1)) == [pack_id]
     mocker.stopall()
     jobs = _drive(runtime, ids)
@@ -118,7 +117,7 @@ def test_a_pack_that_never_reached_the_scheduler_is_submitted_once_after_recover
     with runtime.db.transaction() as session:
         session.execute(update(Pack).where(Pack.id == pack_id).values(
             state=PackState.SUBMITTING.value, submit_started_at=utcnow() - timedelta(hours=1), submit_attempts=1))
-    runtime.settings = replace(runtime.settings, submit_recovery_seconds=1)
+    runtime.settings = runtime.settings.model_copy(update={"submit_recovery_seconds": 1})
     assert dispatcher.recover_cycle(runtime, now=utcnow()) == [pack_id]
     with runtime.db.transaction() as session:
         session.execute(update(Pack).where(Pack.id == pack_id).values(not_before=None))
@@ -262,6 +261,6 @@ def test_an_unreachable_scheduler_stops_the_submissions_of_a_cycle_and_is_report
     with runtime.db.session() as session:
         assert session.get(QueueModel, runtime.executor.name).scheduler_connected is False
     mocker.stopall()
-    runtime.settings = replace(runtime.settings, submit_recovery_seconds=0)
+    runtime.settings = runtime.settings.model_copy(update={"submit_recovery_seconds": 0})
     jobs = _drive(runtime, ids)
     assert {job.status for job in jobs.values()} == {"completed"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import replace
 
 import pytest
 
@@ -20,7 +19,7 @@ def _json_lines(text: str) -> list[dict]:
 
 @pytest.fixture
 def json_app(settings):
-    app = create_app({"QCOS_SETTINGS": replace(settings, log_format="json"), "TESTING": True})
+    app = create_app({"QCOS_SETTINGS": settings.model_copy(update={"log_format": "json"}), "TESTING": True})
     yield app
     configure_logging("INFO", "text")
 

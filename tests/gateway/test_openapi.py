@@ -5,7 +5,6 @@ gateway, the browser and a generated client: tests/test_openapi_contract.py)."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -152,7 +151,7 @@ def test_servers_is_the_public_url_when_set(settings, document):
     from gateway import create_app
 
     assert "servers" not in document  # clients use the address they fetched the document from
-    app = create_app({"QCOS_SETTINGS": replace(settings, public_url="https://qcos.example.org/api"), "TESTING": True})
+    app = create_app({"QCOS_SETTINGS": settings.model_copy(update={"public_url": "https://qcos.example.org/api"}), "TESTING": True})
     assert app.test_client().get("/openapi.json").get_json()["servers"] == [
         {"url": "https://qcos.example.org/api", "description": "This QCOS gateway"}]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -17,7 +16,7 @@ from tests.gateway.test_api import _poll_once
 
 
 def _app(settings, **changes):
-    return create_app({"QCOS_SETTINGS": replace(settings, **changes), "TESTING": True})
+    return create_app({"QCOS_SETTINGS": settings.model_copy(update={**changes}), "TESTING": True})
 
 
 def _scrape(client, **headers) -> dict[tuple[str, tuple], float]:

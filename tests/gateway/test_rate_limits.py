@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import socket
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -75,7 +74,7 @@ def make_app(settings, storage):
     uri, prefix = storage
 
     def make(**overrides):
-        configured = replace(settings, ratelimit_storage_uri=uri, ratelimit_key_prefix=prefix, **overrides)
+        configured = settings.model_copy(update={"ratelimit_storage_uri": uri, "ratelimit_key_prefix": prefix, **overrides})
         return create_app({"QCOS_SETTINGS": configured, "TESTING": True})
 
     return make
@@ -301,7 +300,7 @@ class TestStorageOutage:
     def test_unreachable_redis_falls_back_to_memory_limits(self, settings):
         from gateway import create_app
 
-        configured = replace(settings, ratelimit_storage_uri=f"redis://127.0.0.1:{_unused_port()}/0")
+        configured = settings.model_copy(update={"ratelimit_storage_uri": f"redis://127.0.0.1:{_unused_port()}/0"})
         app = create_app({"QCOS_SETTINGS": configured, "TESTING": True})
         key = make_user(app.extensions["qcos"], tier="free")[1]
         client = app.test_client()

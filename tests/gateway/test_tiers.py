@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from gateway.tiers import DEFAULT_TIERS_FILE, TierConfigError, load_tiers
@@ -49,7 +47,7 @@ def test_the_gateway_refuses_to_start_with_a_partition_the_profile_lacks(tmp_pat
 
     path = _write(tmp_path, ("pro", '[tier.slurm]\npartitions = ["gpu"]\n'))
     with pytest.raises(TierConfigError, match="gpu.*profile dev"):
-        create_app({"QCOS_SETTINGS": replace(settings, tiers_file=path)})
+        create_app({"QCOS_SETTINGS": settings.model_copy(update={"tiers_file": path})})
     good = _write(tmp_path, ("pro", '[tier.slurm]\npartitions = ["debug"]\n'))
-    assert create_app({"QCOS_SETTINGS": replace(settings, tiers_file=good)}).extensions["qcos"].tiers["pro"].slurm \
+    assert create_app({"QCOS_SETTINGS": settings.model_copy(update={"tiers_file": good})}).extensions["qcos"].tiers["pro"].slurm \
         .partitions == ("debug",)
