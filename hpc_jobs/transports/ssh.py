@@ -483,17 +483,7 @@ class SSHTransport:
         seconds for each SFTP request. Raises :class:`TransportError`, or
         ``ValueError`` for a relative or root ``remote_dir``.
         """
-        local = Path(local_dir)
-        if not local.is_dir():
-            raise TransportError(f"{local} is not a directory")
-        target = _remote_path(remote_dir)
-        partial = target + ".partial"
-        with self._sftp(timeout) as sftp:
-            _remove(sftp, partial)
-            _make_parents(sftp, posixpath.dirname(target))
-            _put_tree(sftp, local, partial)
-            _remove(sftp, target)
-            sftp.posix_rename(partial, target)
+        self.upload_dirs([(Path(local_dir), PurePosixPath(remote_dir))], timeout=timeout)
 
     def remove_tree(self, remote_dir: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
         """Delete ``remote_dir`` and everything under it; a missing one is fine.
@@ -508,7 +498,11 @@ class SSHTransport:
     def upload_dirs(self, pairs: Sequence[tuple[Path, PurePosixPath]], *, timeout: float = 60.0) -> None:
         """:meth:`upload_dir` for several ``(local_dir, remote_dir)`` pairs in ONE
         SFTP session (a pack's job dirs and its own folder), each replaced
-        atomically. Raises :class:`TransportError`."""
+        atomically. Raises :class:`TransportError` (also for a missing local
+        folder), or ``ValueError`` for a relative or root remote path."""
+        for local, _ in pairs:
+            if not Path(local).is_dir():
+                raise TransportError(f"{local} is not a directory")
         with self._sftp(timeout) as sftp:
             for local, remote in pairs:
                 target = _remote_path(remote)
