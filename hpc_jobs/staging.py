@@ -114,7 +114,7 @@ class LocalWorkDirs:
         return stage_pack(self.root, pack_id=pack_id, members=members, profile=profile, resources=resources)[-1]
 
     def read_text(self, path: PurePath) -> str | None:
-        """A work dir file's text, ``None`` if missing (fits :data:`hpc_jobs.poller.ReadText`)."""
+        """A work dir file's text, ``None`` if missing."""
         try:
             return Path(path).read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:

@@ -444,30 +444,14 @@ class SSHTransport:
     def read_text(self, remote_path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | None:
         """The remote file's text (UTF-8, undecodable bytes replaced), or ``None`` if it does not exist.
 
-        Fits :data:`hpc_jobs.poller.ReadText`. ``timeout``: seconds for each
+        ``timeout``: seconds for each
         SFTP request. Raises :class:`TransportError` when the file exceeds
         :data:`MAX_READ_BYTES`, cannot be read, or the host cannot be reached.
         """
         path = _remote_path(remote_path)
-        with self._sftp(timeout) as sftp:
-            try:
-                handle = sftp.open(path, "rb")
-            except FileNotFoundError:
-                return None
-            with handle:
-                size = handle.stat().st_size or 0
-                if size > MAX_READ_BYTES:
-                    raise TransportError(
-                        f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it"
-                    )
-                if size:
-                    # Pipelined reads: one round trip per chunk would make a
-                    # MiB-sized log take seconds.
-                    handle.prefetch(size)
-                # One byte past the limit, in case the file grew since the stat.
-                data = handle.read(MAX_READ_BYTES + 1)
-        if len(data) > MAX_READ_BYTES:
-            raise TransportError(f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it")
+        data = self._read(path, 0, timeout, refuse_larger=True)
+        if data is None:
+            return None
         return data.decode("utf-8", "replace")
 
     def upload_dir(
@@ -518,7 +502,13 @@ class SSHTransport:
         """The remote file's bytes from ``offset`` on (at most :data:`MAX_READ_BYTES`),
         ``None`` if it does not exist: one open, one pipelined read. Raises
         :class:`TransportError`."""
-        path = _remote_path(remote_path)
+        return self._read(_remote_path(remote_path), offset, timeout, refuse_larger=False)
+
+    def _read(self, path: str, offset: int, timeout: float, *, refuse_larger: bool) -> bytes | None:
+        """The bytes of ``path`` from ``offset`` on in one SFTP session (one open,
+        pipelined reads), ``None`` if it does not exist. Beyond
+        :data:`MAX_READ_BYTES`: :class:`TransportError` with ``refuse_larger``,
+        else the first that many bytes."""
         with self._sftp(timeout) as sftp:
             try:
                 handle = sftp.open(path, "rb")
@@ -526,11 +516,23 @@ class SSHTransport:
                 return None
             with handle:
                 size = handle.stat().st_size or 0
+                if refuse_larger and size > MAX_READ_BYTES:
+                    raise TransportError(
+                        f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it"
+                    )
                 if size <= offset:
                     return b""
                 handle.seek(offset)
+                # Pipelined reads: one round trip per chunk would make a
+                # MiB-sized log take seconds.
                 handle.prefetch(min(size - offset, MAX_READ_BYTES))
-                return handle.read(min(size - offset, MAX_READ_BYTES))
+                # One byte past the limit, in case the file grew since the stat.
+                data = handle.read(MAX_READ_BYTES + 1)
+        if len(data) > MAX_READ_BYTES:
+            if refuse_larger:
+                raise TransportError(f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it")
+            data = data[:MAX_READ_BYTES]
+        return data
 
     def touch_files(self, remote_paths: Sequence[PurePosixPath], *, timeout: float = 30.0) -> None:
         """Create empty files (markers) in one SFTP session; a missing parent
