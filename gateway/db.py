@@ -138,14 +138,17 @@ class Database:
             yield connection
 
     def fetch_one(self, statement: Executable, params: dict) -> tuple | None:
-        """The first row of a SELECT as a plain tuple, or ``None``: the leanest
-        read, for the hot paths (``/status``, ``/user/me``).
+        """The first row of one statement run on its own, as a plain tuple, or
+        ``None``: the leanest read, for the hot paths (``/status``,
+        ``/user/me``), and on PostgreSQL also the leanest single-statement
+        write (an ``INSERT … RETURNING`` is committed by itself, atomically).
 
         On PostgreSQL the statement is compiled once (keep it a module-level
         constant with ``bindparam`` parameters) and its SQL runs straight on
         the pooled psycopg connection, without SQLAlchemy's result machinery
         (half the CPU of a Core query): values are psycopg's own (``json`` →
-        ``dict``, ``timestamptz`` → aware ``datetime``). Errors are raised as
+        ``dict``, ``timestamptz`` → aware ``datetime``; a ``dict`` parameter is
+        sent as JSON, a ``datetime`` must be aware). Errors are raised as
         SQLAlchemy's (``OperationalError``…), and a lost connection
         invalidates the pool as SQLAlchemy would. On SQLite: a Core query.
         """
@@ -160,8 +163,11 @@ class Database:
             literals = {name: bind.effective_value for name, bind in sql_compiled.binds.items() if not bind.required}
             compiled = (statement, sql_compiled.string, literals)
             self._compiled[id(statement)] = compiled
+        from psycopg.types.json import Json  # the postgres extra
+
         _, sql, defaults = compiled
-        params = {**defaults, **params}
+        params = {**defaults, **{name: Json(value) if isinstance(value, dict) else value
+                                 for name, value in params.items()}}
         with self.read() as connection:
             dbapi_connection = connection.connection.dbapi_connection
             try:

@@ -4,8 +4,8 @@ The submission path reads as a story, each step in one place:
 
 1. **accept** (here): validate the circuit and size it (nothing stored yet;
    a bad circuit is a 400), check it against the caller's tier (403), then
-   in one transaction count it against the daily limit (429, see
-   :mod:`gateway.quotas`) and insert the job row ``queued``. That is all a
+   in one transaction insert the job row ``queued`` and count it against
+   the daily limit (429, see :mod:`gateway.quotas`). That is all a
    request does: no scheduler call, no file written, so a scheduler that is
    down or slow never refuses or delays a submission.
 2. **plan packs** and 3. **submit exactly once**: :mod:`gateway.dispatcher`.
@@ -16,6 +16,7 @@ A stored job is always dispatched: the row is the queue.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,14 +27,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple, Sequence
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import estimates, metrics
 from gateway.errors import ApiError, BatchNotFound, CircuitInvalid, JobIdConflict, JobNotFound
 from gateway.models import Batch, Job, Pack, User, utcnow
 from gateway.notify import notify_jobs_changed
-from gateway.quotas import check_job_size, reserve_daily_jobs, tier_of
+from gateway.quotas import (
+    check_job_size,
+    counter_params,
+    counter_upsert,
+    daily_limit_reached,
+    reserve_daily_jobs,
+    tier_of,
+)
 from gateway.runtime import Runtime
 from gateway.schemas import ExecuteRequest
 from gateway.tiers import Tier
@@ -106,19 +114,54 @@ def plan_job(runtime: Runtime, user: User, request: ExecuteRequest, *,
     return JobPlan(tier, summary.num_qubits, resources, klass, runtime_seconds)
 
 
-def _job_row(runtime: Runtime, user: User, request: ExecuteRequest, plan: JobPlan, *, job_id: str,
-             batch_id: str | None, now) -> Job:
-    import dataclasses
+def _job_values(runtime: Runtime, user: User, request: ExecuteRequest, plan: JobPlan, *, job_id: str,
+                batch_id: str | None, now: datetime) -> dict:
+    """A new ``queued`` job's column values (always the keys of :data:`_STORED_COLUMNS`)."""
+    return {
+        "id": job_id, "user_id": user.id, "status": JobStatus.QUEUED.value, "qasm": request.qasm,
+        "shots": request.shots, "num_qubits": plan.num_qubits, "request_hash": request_fingerprint(request),
+        "executor": runtime.executor.name, "cluster_profile": runtime.profile.name,
+        "work_dir": str(runtime.work_dirs.path_for(job_id)), "seed": secrets.randbelow(2**31),
+        "dispatch_class": plan.dispatch_class, "resources": dict(vars(plan.resources)),
+        "runtime_seconds": plan.runtime_seconds, "batch_id": batch_id, "dispatch_count": 0, "cancel_pending": False,
+        "estimated_time_seconds": estimates.estimated_seconds(runtime, plan), "created_at": now,
+    }
 
-    return Job(
-        id=job_id, user_id=user.id, status=JobStatus.QUEUED.value, qasm=request.qasm, shots=request.shots,
-        num_qubits=plan.num_qubits, request_hash=request_fingerprint(request), executor=runtime.executor.name,
-        cluster_profile=runtime.profile.name, work_dir=str(runtime.work_dirs.path_for(job_id)),
-        seed=secrets.randbelow(2**31), dispatch_class=plan.dispatch_class,
-        resources=dataclasses.asdict(plan.resources), runtime_seconds=plan.runtime_seconds,
-        batch_id=batch_id, estimated_time_seconds=estimates.estimated_seconds(runtime, plan),
-        created_at=now,
-    )
+
+#: What a submission stores of a job; the other columns stay NULL until dispatch.
+_STORED_COLUMNS = ("id", "user_id", "status", "qasm", "shots", "num_qubits", "request_hash", "executor",
+                   "cluster_profile", "work_dir", "seed", "dispatch_class", "resources", "runtime_seconds",
+                   "batch_id", "dispatch_count", "cancel_pending", "estimated_time_seconds", "created_at")
+
+
+@functools.cache
+def _counted_insert():
+    """PostgreSQL: count one job (:func:`gateway.quotas.counter_upsert`) and
+    insert its row in ONE statement, so the counter row's lock is held only
+    while it and its commit run; returns the job's id, or no row when the
+    daily limit refused it. Parameters: the upsert's and ``job_<column>``."""
+    reserved = counter_upsert("postgresql").cte("reserved")
+    table = Job.__table__
+    columns = [table.c[name] for name in _STORED_COLUMNS]
+    # Casts: PostgreSQL cannot infer the types of parameters in a SELECT list.
+    row = select(*[cast(bindparam(f"job_{c.name}", type_=c.type), c.type) for c in columns]).select_from(reserved)
+    return insert(table).from_select(columns, row).returning(table.c.id)
+
+
+def _store_counted(runtime: Runtime, plan: JobPlan, values: dict, now: datetime) -> None:
+    """Insert one job row and count it against the daily limit, atomically
+    (see :mod:`gateway.quotas`). Raises :class:`DailyQuotaExceeded` (nothing
+    stored) or ``IntegrityError`` when its id is taken."""
+    db = runtime.db
+    params = counter_params(user_id=values["user_id"], tier=plan.tier, now=now, count=1)
+    if db.is_postgresql:
+        # One statement, committed by itself.
+        if db.fetch_one(_counted_insert(), {**params, **{f"job_{k}": v for k, v in values.items()}}) is None:
+            raise daily_limit_reached(plan.tier, 1, now)
+        return
+    with db.transaction() as session:
+        session.execute(insert(Job), [values])
+        reserve_daily_jobs(session, user_id=values["user_id"], tier=plan.tier, now=now)
 
 
 def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
@@ -137,13 +180,13 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
                               created=False)
     plan = plan_job(runtime, user, request)
     now = utcnow()
-    job = _job_row(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()), batch_id=None, now=now)
+    values = _job_values(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()), batch_id=None,
+                         now=now)
     try:
-        with runtime.db.transaction() as session:
-            reserve_daily_jobs(session, user_id=user.id, tier=plan.tier, now=now)
-            session.add(job)
+        _store_counted(runtime, plan, values, now)
     except IntegrityError:
-        return Submission(_existing_for_retry(runtime, user, job.id, job.request_hash), created=False)
+        return Submission(_existing_for_retry(runtime, user, values["id"], values["request_hash"]), created=False)
+    job = Job(**values)
     metrics.job_accepted(plan.tier.name)
     log.info("job %s accepted: %d qubits, %d shots, class %s", job.id, job.num_qubits, job.shots,
              job.dispatch_class, extra={"job_id": job.id, "user_id": user.id})
@@ -192,15 +235,17 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
     batch = Batch(id="batch_" + secrets.token_hex(12), user_id=user.id, count=len(requests), created_at=now)
     # One microsecond apart, so request order is creation order: GET /batches and the
     # dispatcher's oldest-first order both keep the order the circuits were sent in.
-    jobs = [_job_row(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()), batch_id=batch.id,
-                     now=now + timedelta(microseconds=index))
+    jobs = [Job(**_job_values(runtime, user, request, plan, job_id=request.job_id or str(uuid.uuid4()),
+                              batch_id=batch.id, now=now + timedelta(microseconds=index)))
             for index, (request, plan) in enumerate(zip(requests, plans))]
     try:
         with runtime.db.transaction() as session:
-            reserve_daily_jobs(session, user_id=user.id, tier=plans[0].tier, now=now, count=len(jobs))
             session.add(batch)
             session.flush()
             session.add_all(jobs)
+            session.flush()
+            # Last: the counter row stays locked until the commit.
+            reserve_daily_jobs(session, user_id=user.id, tier=plans[0].tier, now=now, count=len(jobs))
     except IntegrityError:
         taken = _taken_index(runtime, requests)
         where = f"circuits[{taken}]: job_id {requests[taken].job_id}" if taken is not None else "a job_id"
@@ -405,8 +450,6 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
     ``slurm_test_only``. Raises what :func:`plan_job` raises; the daily limit
     is not consumed.
     """
-    import dataclasses
-
     from hpc_jobs.executors.base import ExecutorError
     from hpc_jobs.packing import pack_job_name
     from hpc_jobs.rendering import render_sbatch
@@ -435,7 +478,7 @@ def dry_run(runtime: Runtime, user: User, request: ExecuteRequest) -> dict:
     return {
         "dry_run": True, "job_id": job_id, "num_qubits": plan.num_qubits, "shots": request.shots,
         "estimated_time_seconds": estimates.estimated_seconds(runtime, plan),
-        "sbatch_script": script, "slurm_test_only": test_only, "resources": dataclasses.asdict(plan.resources),
+        "sbatch_script": script, "slurm_test_only": test_only, "resources": dict(vars(plan.resources)),
     }
 
 

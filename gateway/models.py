@@ -56,6 +56,10 @@ class User(Base):
     tier: Mapped[str] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Jobs stored before the daily counters counted every job (set by
+    #: migration 0005): ``jobs_total`` is this plus the sum of the user's
+    #: :class:`DailyUsage` rows, so it costs one row per day, not one per job.
+    uncounted_jobs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 
@@ -228,8 +232,9 @@ class QueueModel(Base):
 
 class DailyUsage(Base):
     """Jobs a user submitted on one UTC day: the counter the daily job limit
-    is enforced on, with a conditional UPDATE (``jobs < limit``) so that
-    concurrent submissions can never exceed the limit."""
+    is enforced on, with a conditional upsert (``jobs <= limit - n``) so
+    that concurrent submissions can never exceed the limit
+    (:mod:`gateway.quotas`)."""
 
     __tablename__ = "daily_usage"
 

@@ -1,24 +1,34 @@
 """Tier quotas on jobs: qubits and shots per job, jobs per UTC day.
 
 The daily limit is enforced on a per-user, per-UTC-day counter row
-(:class:`gateway.models.DailyUsage`) with one conditional UPDATE::
+(:class:`gateway.models.DailyUsage`) with one conditional upsert
+(:func:`counter_upsert`)::
 
-    UPDATE daily_usage SET jobs = jobs + 1
-     WHERE user_id = :user AND day = :today AND jobs < :limit
+    INSERT INTO daily_usage (user_id, day, jobs) VALUES (:user_id, :day, :count)
+    ON CONFLICT (user_id, day) DO UPDATE SET jobs = daily_usage.jobs + :count
+     WHERE daily_usage.jobs <= :room
+    RETURNING jobs
 
-issued in the same transaction that inserts the job row. The database's row
-lock serialises concurrent submissions of one user (on PostgreSQL the
-waiting UPDATE re-reads the committed count; on SQLite writers are
-serialised), so N simultaneous submissions with k jobs left create exactly k
-jobs, across any number of workers and gateway hosts. A rejected submission
-rolls back and leaves no row behind.
+(``room`` = limit − count), which returns no row when the jobs would pass
+the limit. It runs in the same transaction that inserts the jobs, so a job
+is stored if and only if it is counted. The database's row lock serialises
+concurrent submissions of one user (on PostgreSQL the waiting statement
+re-reads the committed count; on SQLite writers are serialised), so N
+simultaneous submissions with k jobs left create exactly k jobs, across any
+number of workers and gateway hosts. A refused submission rolls back and
+leaves no row behind.
+
+That lock is held until the transaction commits, so the counting statement
+comes last: a single submission on PostgreSQL is one statement, the upsert
+as a CTE feeding the job's ``INSERT`` (see :func:`gateway.jobs.submit`),
+which holds the lock only while that statement and its commit run.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.errors import DailyQuotaExceeded, QuotaExceeded
@@ -55,35 +65,71 @@ def check_job_size(tier: Tier, *, num_qubits: int, shots: int) -> None:
         raise QuotaExceeded(f"{shots} shots requested; the {tier.name} tier allows max_shots={tier.max_shots}")
 
 
-def _insert_counter_row(session: Session, user_id: str, day: date) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+#: ``room`` of an unlimited tier: any count fits (the column is a 32-bit integer).
+_NO_LIMIT_ROOM = 2**31 - 1
+
+
+def counter_upsert(dialect_name: str):
+    """The conditional upsert of the module docstring for ``"postgresql"``
+    or ``"sqlite"``, with bind parameters ``user_id``, ``day``, ``count`` and
+    ``room`` (see :func:`counter_params`); it returns one row (``jobs``, the
+    new count) when counted, none when refused. Built once per dialect."""
+    statement = _UPSERTS.get(dialect_name)
+    if statement is None:
+        if dialect_name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        count = bindparam("count", type_=Integer)
+        statement = (
+            insert(DailyUsage).values(user_id=bindparam("user_id"), day=bindparam("day"), jobs=count)
+            .on_conflict_do_update(index_elements=[DailyUsage.user_id, DailyUsage.day],
+                                   set_={"jobs": DailyUsage.jobs + count},
+                                   where=DailyUsage.jobs <= bindparam("room", type_=Integer))
+            .returning(DailyUsage.jobs)
+        )
+        _UPSERTS[dialect_name] = statement
+    return statement
+
+
+_UPSERTS: dict[str, object] = {}
+
+
+def counter_params(*, user_id: str, tier: Tier, now: datetime, count: int) -> dict:
+    """Parameters of :func:`counter_upsert` for counting ``count`` jobs of
+    ``user_id`` on the UTC day of ``now``. Raises :class:`DailyQuotaExceeded`
+    at once when ``count`` alone passes the tier's limit."""
+    if tier.daily_job_limit == UNLIMITED:
+        room = _NO_LIMIT_ROOM
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(DailyUsage).values(user_id=user_id, day=day, jobs=0).on_conflict_do_nothing())
+        room = tier.daily_job_limit - count
+        if room < 0:
+            raise daily_limit_reached(tier, count, now)
+    return {"user_id": user_id, "day": utc_day(now), "count": count, "room": room}
 
 
 def reserve_daily_jobs(session: Session, *, user_id: str, tier: Tier, now: datetime, count: int = 1) -> None:
     """Count ``count`` more jobs for today inside the caller's transaction,
-    all or none.
+    all or none; put it last before the commit (see the module docstring).
 
     Raises :class:`DailyQuotaExceeded` (429) when they would pass the tier's
     ``daily_job_limit``; the caller's transaction must then roll back.
-    ``-1`` is unlimited (still counted, for ``jobs_today``).
+    ``-1`` is unlimited (still counted, for ``jobs_today`` and ``jobs_total``).
     """
-    day = utc_day(now)
-    _insert_counter_row(session, user_id, day)
-    statement = update(DailyUsage).where(DailyUsage.user_id == user_id, DailyUsage.day == day)
-    if tier.daily_job_limit != UNLIMITED:
-        statement = statement.where(DailyUsage.jobs <= tier.daily_job_limit - count)
-    if session.execute(statement.values(jobs=DailyUsage.jobs + count)).rowcount != 1:
-        wanted = "a job" if count == 1 else f"{count} jobs"
-        raise DailyQuotaExceeded(
-            f"Daily job limit reached: the {tier.name} tier allows daily_job_limit={tier.daily_job_limit} "
-            f"jobs per UTC day, and {wanted} would pass it",
-            retry_after=seconds_until_next_utc_day(now),
-        )
+    params = counter_params(user_id=user_id, tier=tier, now=now, count=count)
+    if session.execute(counter_upsert(session.get_bind().dialect.name), params).first() is None:
+        raise daily_limit_reached(tier, count, now)
+
+
+def daily_limit_reached(tier: Tier, count: int, now: datetime) -> DailyQuotaExceeded:
+    """The 429 for ``count`` jobs that would pass ``tier``'s daily limit, with
+    ``Retry-After`` at the next UTC midnight."""
+    wanted = "a job" if count == 1 else f"{count} jobs"
+    return DailyQuotaExceeded(
+        f"Daily job limit reached: the {tier.name} tier allows daily_job_limit={tier.daily_job_limit} "
+        f"jobs per UTC day, and {wanted} would pass it",
+        retry_after=seconds_until_next_utc_day(now),
+    )
 
 
 def jobs_on(session: Session, *, user_id: str, day: date) -> int:

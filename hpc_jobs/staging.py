@@ -16,12 +16,13 @@ from hpc_jobs.rendering import JOB_ID_PATTERN, render_sbatch
 from hpc_jobs.sizing import JobResources
 
 
-def work_dir_for(work_root: Path, job_id: str) -> Path:
-    """``<work_root>/<job_id>``; raises ``ValueError`` for an id outside :data:`JOB_ID_PATTERN`
+def work_dir_for(work_root: Path, job_id: str, *, resolved: bool = False) -> Path:
+    """``<work_root>/<job_id>``, ``work_root`` resolved unless ``resolved``
+    says it is; raises ``ValueError`` for an id outside :data:`JOB_ID_PATTERN`
     (so no id can climb out of the work root)."""
     if not JOB_ID_PATTERN.fullmatch(job_id) or job_id in (".", ".."):
         raise ValueError(f"invalid job id {job_id!r}")
-    return Path(work_root).resolve() / job_id
+    return (Path(work_root) if resolved else Path(work_root).resolve()) / job_id
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,16 @@ class LocalWorkDirs:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Resolved once (each submission asks for a path; resolving is a system call per component).
+        self._resolved_root = self.root.resolve()
 
     def path_for(self, job_id: str) -> Path:
         """Where ``job_id``'s work dir is; ``ValueError`` for an invalid id."""
-        return work_dir_for(self.root, job_id)
+        return work_dir_for(self._resolved_root, job_id, resolved=True)
 
     def pack_path_for(self, pack_id: str) -> Path:
         """Where pack ``pack_id``'s folder is; ``ValueError`` for an invalid id."""
-        return Path(pack_dir_for(self.root.resolve(), pack_id))
+        return Path(pack_dir_for(self._resolved_root, pack_id))
 
     def stage_pack(self, *, pack_id: str, members: Sequence[PackMember], profile: ClusterProfile,
                    resources: JobResources | None = None) -> Path:

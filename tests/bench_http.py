@@ -1,6 +1,7 @@
 """HTTP throughput of the hot routes, as a ratio to a trivial endpoint of the same app.
 
     python -m tests.bench_http [--duration 5] [--slices 5] [--connections 16] [--workers 2] [--soak 0]
+                               [--submit] [--only TEXT ...] [--strict]
 
 Starts the gateway as deployed (``gunicorn -c deploy/gunicorn.conf.py``,
 gthread) on a fresh PostgreSQL database (``QCOS_TEST_POSTGRES_URL``, dropped
@@ -242,11 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submit", action="store_true", help="also measure a real POST /execute")
     parser.add_argument("--postgres-url", default=POSTGRES_URL, help="server to create the database on")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="measure only the routes whose label contains one of these texts, e.g. 'POST /execute'")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench_http: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
     routes = ROUTES + ([("POST /execute", "POST", "/execute", 0.5)] if args.submit else [])
+    if args.only:
+        routes = [route for route in routes if any(text in route[0] for text in args.only)]
     slice_seconds = max(1.0, args.duration / args.slices)
 
     with fresh_postgres_database(args.postgres_url) as database_url, \

@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, func, select
 
 from gateway.auth import require_api_key
 from gateway.errors import InvalidRequest
-from gateway.models import DailyUsage, Job, utcnow
+from gateway.models import DailyUsage, User, utcnow
 from gateway.openapi import AUTH_ERRORS, api_spec, responses
 from gateway.quotas import tier_of, utc_day
 from gateway.schemas import PricingResponse, UsageQuery, UsageResponse, UserResponse
@@ -26,10 +26,13 @@ def pricing():
 
 
 #: Jobs counted today and all jobs of a user, in one round trip; built once (no per-request cache key).
+#: ``jobs_total`` sums the user's daily counters (one row per day, see :attr:`gateway.models.User.uncounted_jobs`).
 _JOB_COUNTS = select(
     func.coalesce(select(DailyUsage.jobs).where(DailyUsage.user_id == bindparam("user_id"),
                                                 DailyUsage.day == bindparam("day")).scalar_subquery(), 0),
-    select(func.count()).select_from(Job).where(Job.user_id == bindparam("user_id")).scalar_subquery(),
+    select(User.uncounted_jobs).where(User.id == bindparam("user_id")).scalar_subquery()
+    + func.coalesce(select(func.sum(DailyUsage.jobs)).where(DailyUsage.user_id == bindparam("user_id"))
+                    .scalar_subquery(), 0),
 )
 
 

@@ -72,6 +72,21 @@ def test_user_me_reports_tier_limits_and_counts(client, runtime):
                     "max_qubits": 20, "max_shots": 10000, "jobs_today": 1, "jobs_total": 1}
 
 
+def test_jobs_total_sums_every_days_counter_and_the_jobs_counted_before_them(client, runtime):
+    from datetime import timedelta
+
+    from gateway.models import DailyUsage, User
+
+    user_id, key = make_user(runtime, tier="free")
+    today = datetime.now(timezone.utc).date()
+    with runtime.db.transaction() as session:
+        session.add_all([DailyUsage(user_id=user_id, day=today - timedelta(days=d), jobs=3) for d in (1, 40)])
+        session.execute(update(User).where(User.id == user_id).values(uncounted_jobs=4))
+    _submit(client, key)
+    body = client.get("/user/me", headers={"X-API-Key": key}).get_json()
+    assert (body["jobs_today"], body["jobs_total"]) == (1, 11)
+
+
 class TestJobQuotas:
     def test_too_many_qubits_is_403_naming_the_limit(self, site_app):
         runtime = site_app.extensions["qcos"]
@@ -100,6 +115,31 @@ class TestJobQuotas:
         with runtime.db.session() as session:
             assert session.scalar(select(func.count()).select_from(Job)) == 2
         assert client.get("/user/me", headers={"X-API-Key": key}).get_json()["jobs_today"] == 2
+
+    def test_a_job_that_could_not_be_stored_gives_its_quota_back(self, site_app, mocker):
+        """Another user takes the job_id between the retry check and the insert: 409, and the
+        reserved job is not counted, so the whole daily limit stays usable."""
+        import gateway.jobs
+
+        runtime = site_app.extensions["qcos"]
+        client = site_app.test_client()
+        key = make_user(runtime, tier="trial")[1]
+        thief = make_user(runtime, tier="trial")[0]
+        real_plan_job = gateway.jobs.plan_job
+
+        def plan_then_lose_the_race(*args, **kwargs):
+            plan = real_plan_job(*args, **kwargs)
+            with runtime.db.transaction() as session:
+                session.add(Job(id="contested", user_id=thief, status="queued", qasm=BELL, shots=1, num_qubits=2,
+                                request_hash="-", executor="local", cluster_profile="dev", work_dir="/nonexistent"))
+            return plan
+
+        mocker.patch.object(gateway.jobs, "plan_job", side_effect=plan_then_lose_the_race)
+        body = {"qasm": BELL, "shots": 10, "job_id": "contested"}
+        assert client.post("/execute", json=body, headers={"X-API-Key": key}).status_code == 409
+        mocker.stopall()
+        assert client.get("/user/me", headers={"X-API-Key": key}).get_json()["jobs_today"] == 0
+        assert [_submit(client, key).status_code for _ in range(3)] == [201, 201, 429]
 
     def test_retrying_an_existing_job_id_works_at_the_limit(self, site_app):
         client = site_app.test_client()

@@ -20,6 +20,30 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url):
     assert {"users", "api_keys", "jobs"} <= current_tables(database_url)
 
 
+def test_the_jobs_the_daily_counters_missed_are_kept_in_jobs_total(tmp_path):
+    """Migration 0005: jobs stored before the counters (or not counted by them) stay in jobs_total."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade_database(url, "0004")
+    database = Database(url)
+    with database.engine.begin() as connection:
+        for user, email in (("user_a", "a@example.org"), ("user_b", "b@example.org")):
+            connection.execute(text("INSERT INTO users (id, email, tier, is_active, created_at) "
+                                    "VALUES (:id, :email, 'free', true, '2026-01-01')"), {"id": user, "email": email})
+        for index in range(5):
+            connection.execute(text(
+                "INSERT INTO jobs (id, user_id, status, qasm, shots, num_qubits, request_hash, executor, "
+                "cluster_profile, work_dir, created_at, estimated_time_seconds, seed, dispatch_class, runtime_seconds, dispatch_count) VALUES "
+                "(:id, 'user_a', 'completed', 'x', 1, 1, '-', 'local', 'dev', '/w', '2026-01-01', 1, 0, '', 1, 0)"),
+                {"id": f"job{index}"})
+        connection.execute(text("INSERT INTO daily_usage (user_id, day, jobs) VALUES ('user_a', '2026-01-01', 2), "
+                                "('user_b', '2026-01-01', 1)"))
+    upgrade_database(url)
+    with database.engine.connect() as connection:
+        uncounted = dict(connection.execute(text("SELECT id, uncounted_jobs FROM users")).all())
+    database.dispose()
+    assert uncounted == {"user_a": 3, "user_b": 0}
+
+
 def test_a_forked_child_builds_its_own_engine(database_url):
     database = Database(database_url)
     with database.session() as session:
