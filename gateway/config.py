@@ -90,6 +90,9 @@ variable counts as unset.
 ``QCOS_AUTH_CACHE_TTL``         seconds a looked-up API key may be reused
                                 without a query, PostgreSQL only (5; 0: look
                                 every key up on every request)
+``QCOS_JOB_COUNT_CACHE_TTL``    seconds ``GET /user/me`` may show a user's
+                                job counts read before, per process (1;
+                                0: read them every time)
 ``QCOS_FINAL_JOB_CACHE_MB``     MiB per process for caching what the API
                                 shows of final jobs, which never change (16;
                                 0: none)
@@ -332,6 +335,7 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("DB_POOL_TIMEOUT"))
     gateway_instances: int = Field(1, ge=1, validation_alias=_env("GATEWAY_INSTANCES"))
     auth_cache_seconds: float = Field(5.0, ge=0, validation_alias=_env("AUTH_CACHE_TTL"))
+    job_count_cache_seconds: float = Field(1.0, ge=0, validation_alias=_env("JOB_COUNT_CACHE_TTL"))
     final_job_cache_mb: float = Field(16.0, ge=0, validation_alias=_env("FINAL_JOB_CACHE_MB"))
     db_ping_ttl_seconds: float = Field(1.0, ge=0, validation_alias=_env("DB_PING_TTL"))
     bench_endpoint: bool = Field(False, validation_alias=_env("BENCH_ENDPOINT"))

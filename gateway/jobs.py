@@ -186,6 +186,7 @@ def submit(runtime: Runtime, user: User, request: ExecuteRequest) -> Submission:
         _store_counted(runtime, plan, values, now)
     except IntegrityError:
         return Submission(_existing_for_retry(runtime, user, values["id"], values["request_hash"]), created=False)
+    runtime.job_counts.forget(user.id)
     job = Job(**values)
     metrics.job_accepted(plan.tier.name)
     log.info("job %s accepted: %d qubits, %d shots, class %s", job.id, job.num_qubits, job.shots,
@@ -250,6 +251,7 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
         taken = _taken_index(runtime, requests)
         where = f"circuits[{taken}]: job_id {requests[taken].job_id}" if taken is not None else "a job_id"
         raise JobIdConflict(f"{where} is already in use by a different job; choose another job_id") from None
+    runtime.job_counts.forget(user.id)
     for _ in jobs:
         metrics.job_accepted(plans[0].tier.name)
     log.info("batch %s accepted: %d jobs", batch.id, len(jobs), extra={"user_id": user.id})

@@ -26,6 +26,7 @@ which holds the lock only while that statement and its commit run.
 
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import Integer, bindparam, select
@@ -137,3 +138,58 @@ def jobs_on(session: Session, *, user_id: str, day: date) -> int:
     return session.scalar(
         select(DailyUsage.jobs).where(DailyUsage.user_id == user_id, DailyUsage.day == day)
     ) or 0
+
+
+class JobCountCache:
+    """``(jobs_today, jobs_total)`` of users as ``GET /user/me`` shows them,
+    kept per process for ``ttl`` seconds (``QCOS_JOB_COUNT_CACHE_TTL``); at
+    most ``maxsize`` users.
+
+    The daily limit is never enforced on these (it is the database counter's
+    conditional upsert, exact); they are what a user reads. A submission
+    through this process calls :meth:`forget` for its user, so a client that
+    submits and then reads through the same process sees its jobs counted;
+    through another process or gateway host the counts may be up to ``ttl``
+    seconds old. Entries are per UTC day: a cached count of yesterday is
+    never shown today. Thread-safe; a read that started before a
+    :meth:`forget` of its user is not stored (the ``generation`` it passes to
+    :meth:`put` is stale). ``ttl`` 0 caches nothing.
+    """
+
+    def __init__(self, ttl: float, *, maxsize: int = 10_000) -> None:
+        from cachetools import TTLCache
+
+        self.ttl = ttl
+        self._entries: TTLCache[str, tuple[date, int, int]] = TTLCache(maxsize=maxsize, ttl=ttl or 1)
+        self._generations: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str, day: date) -> tuple[int, int] | None:
+        """The cached ``(jobs_today, jobs_total)`` of ``user_id`` on ``day``, or ``None``."""
+        if not self.ttl:
+            return None
+        with self._lock:
+            entry = self._entries.get(user_id)
+        if entry is None or entry[0] != day:
+            return None
+        return entry[1], entry[2]
+
+    def generation(self, user_id: str) -> int:
+        """Pass to :meth:`put` what this returned before the read."""
+        return self._generations.get(user_id, 0)
+
+    def put(self, user_id: str, day: date, counts: tuple[int, int], generation: int) -> None:
+        """Keep ``counts`` read on ``day``, unless ``user_id`` was forgotten since ``generation``."""
+        if not self.ttl:
+            return
+        with self._lock:
+            if self._generations.get(user_id, 0) == generation:
+                self._entries[user_id] = (day, counts[0], counts[1])
+
+    def forget(self, user_id: str) -> None:
+        """``user_id`` submitted jobs: read its counts afresh next time."""
+        if not self.ttl:
+            return
+        with self._lock:
+            self._generations[user_id] = self._generations.get(user_id, 0) + 1
+            self._entries.pop(user_id, None)

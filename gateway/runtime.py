@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.jobcache import FinalJobCache
 from gateway.notify import ChangeListener, JobWaiters
+from gateway.quotas import JobCountCache
 from gateway.tiers import Tier, check_tiers_against_profile, load_tiers
 
 
@@ -95,6 +96,8 @@ class Runtime:
     job_waiters: JobWaiters = field(default_factory=JobWaiters)
     #: Valid API keys looked up recently (used only while ``changes`` listens).
     credentials: CredentialCache = field(default_factory=lambda: CredentialCache(0))
+    #: What ``GET /user/me`` shows of users' job counts, read recently.
+    job_counts: JobCountCache = field(default_factory=lambda: JobCountCache(0))
     #: ``GET /``'s database check.
     db_check: DatabaseCheck | None = None
     #: What the API shows of final jobs, cached (they never change).
@@ -148,5 +151,6 @@ class Runtime:
             work_dirs=work_dirs,
             waiting_slots=threading.BoundedSemaphore(settings.max_waiting_requests),
             credentials=CredentialCache(settings.auth_cache_seconds if settings.uses_postgresql else 0),
+            job_counts=JobCountCache(settings.job_count_cache_seconds),
             final_jobs=FinalJobCache(int(settings.final_job_cache_mb * 1024 * 1024)),
         )

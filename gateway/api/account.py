@@ -40,11 +40,19 @@ _JOB_COUNTS = select(
 @api_spec.validate(operation_id="getMe", resp=responses({200: UserResponse}, (403, *AUTH_ERRORS)), tags=["account"])
 @require_api_key
 def me():
-    """The caller's account, tier limits and job counts (``jobs_today``: UTC day)."""
+    """The caller's account, tier limits and job counts (``jobs_today``: UTC
+    day); counts may be up to ``QCOS_JOB_COUNT_CACHE_TTL`` seconds old, see
+    :class:`gateway.quotas.JobCountCache`."""
     runtime = current_app.extensions["qcos"]
     user = g.user
     tier = tier_of(runtime.tiers, user.tier)
-    today, total = runtime.db.fetch_one(_JOB_COUNTS, {"user_id": user.id, "day": utc_day(utcnow())})
+    day = utc_day(utcnow())
+    counts = runtime.job_counts.get(user.id, day)
+    if counts is None:
+        generation = runtime.job_counts.generation(user.id)
+        counts = runtime.db.fetch_one(_JOB_COUNTS, {"user_id": user.id, "day": day})
+        runtime.job_counts.put(user.id, day, counts, generation)
+    today, total = counts
     return UserResponse(
         user_id=user.id, email=user.email, tier=tier.name, daily_job_limit=tier.daily_job_limit,
         max_qubits=tier.max_qubits, max_shots=tier.max_shots, jobs_today=today, jobs_total=total,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -85,6 +86,61 @@ def test_jobs_total_sums_every_days_counter_and_the_jobs_counted_before_them(cli
     _submit(client, key)
     body = client.get("/user/me", headers={"X-API-Key": key}).get_json()
     assert (body["jobs_today"], body["jobs_total"]) == (1, 11)
+
+
+class TestJobCountCache:
+    """GET /user/me's counts: a process's own submissions at once, others' within the TTL."""
+
+    def _me(self, client, key):
+        body = client.get("/user/me", headers={"X-API-Key": key}).get_json()
+        return body["jobs_today"], body["jobs_total"]
+
+    def _count_elsewhere(self, runtime, user_id, jobs):
+        """What a submission through another gateway process does to the counter."""
+        from gateway.models import DailyUsage
+
+        with runtime.db.transaction() as session:
+            session.execute(update(DailyUsage).where(DailyUsage.user_id == user_id)
+                            .values(jobs=DailyUsage.jobs + jobs))
+
+    def test_a_submission_through_this_process_is_counted_at_once(self, client, runtime):
+        _, key = make_user(runtime, tier="free")
+        assert self._me(client, key) == (0, 0)
+        _submit(client, key)
+        assert self._me(client, key) == (1, 1)
+        client.post("/batches", json={"circuits": [{"qasm": BELL, "shots": 10}] * 2}, headers={"X-API-Key": key})
+        assert self._me(client, key) == (3, 3)
+
+    def test_counts_from_elsewhere_show_after_the_ttl_and_never_with_ttl_zero(self, client, runtime):
+        from gateway.quotas import JobCountCache
+
+        user_id, key = make_user(runtime, tier="free")
+        _submit(client, key)
+        assert self._me(client, key) == (1, 1)
+        self._count_elsewhere(runtime, user_id, 2)
+        assert self._me(client, key) == (1, 1)  # cached
+        runtime.job_counts = JobCountCache(0.05)
+        assert self._me(client, key) == (3, 3)
+        self._count_elsewhere(runtime, user_id, 1)
+        time.sleep(0.1)
+        assert self._me(client, key) == (4, 4)
+        runtime.job_counts = JobCountCache(0)
+        self._count_elsewhere(runtime, user_id, 1)
+        assert self._me(client, key) == (5, 5)
+
+    def test_a_read_that_raced_a_submission_is_not_kept_and_days_do_not_mix(self):
+        from datetime import date
+
+        from gateway.quotas import JobCountCache
+
+        cache = JobCountCache(60)
+        generation = cache.generation("u1")
+        cache.forget("u1")  # a submission committed while the read ran
+        cache.put("u1", date(2026, 12, 3), (4, 9), generation)
+        assert cache.get("u1", date(2026, 12, 3)) is None
+        cache.put("u1", date(2026, 12, 3), (5, 10), cache.generation("u1"))
+        assert cache.get("u1", date(2026, 12, 3)) == (5, 10)
+        assert cache.get("u1", date(2026, 12, 4)) is None  # after UTC midnight jobs_today starts again
 
 
 class TestJobQuotas:
