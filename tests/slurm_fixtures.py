@@ -6,7 +6,10 @@ Imported by ``tests/conftest.py`` so any test module can ask for
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +18,7 @@ from hpc_jobs.transports.base import TransportError
 from hpc_jobs.transports.local import LocalTransport
 from tests.components import missing
 
-__all__ = ["slurm_cluster"]
+__all__ = ["AccountingOutage", "slurm_cluster"]
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +40,38 @@ def slurm_cluster() -> LocalTransport:
         message = f"no Slurm controller answers scontrol ping ({'; '.join(detail) or 'no output'}); run `make slurm-up`"
         missing("Slurm", message)
     return transport
+
+
+class AccountingOutage:
+    """A transport to the dev cluster whose ``sacct``, while ``down`` is
+    set, cannot reach slurmdbd, as when slurmdbd is stopped; every other
+    command (squeue, sbatch, scancel) reaches slurmctld as usual.
+
+    The outage is real from sacct's side without stopping the shared
+    slurmdbd: sacct runs with a copy of slurm.conf (in ``folder``) whose
+    ``AccountingStoragePort`` is 1, where nothing listens, and fails with
+    slurmdbd-down's own "Connection refused". ``sacct_calls`` counts the
+    sacct commands run, up or down.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        conf = Path(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf").read_text()
+        conf, found = re.subn(r"(?mi)^AccountingStoragePort=.*$", "AccountingStoragePort=1", conf)
+        if not found:
+            conf += "\nAccountingStoragePort=1\n"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "slurm.conf").write_text(conf)
+        self._up = LocalTransport()
+        self._down = LocalTransport(env={"SLURM_CONF": str(folder / "slurm.conf")})
+        self.down = False
+        self.sacct_calls = 0
+
+    def run(self, argv, *, timeout: float = 30.0):
+        if argv[0] == "sacct":
+            self.sacct_calls += 1
+            if self.down:
+                return self._down.run(argv, timeout=timeout)
+        return self._up.run(argv, timeout=timeout)
 
 
 def slurm_states(scheduler_job_ids: list[str], *, timeout: float = 30.0) -> dict[str, str]:

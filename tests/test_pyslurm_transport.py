@@ -118,6 +118,24 @@ def test_jobs_the_controller_forgot_come_from_one_database_query(fake_pyslurm):
     assert "7" not in observed  # unknown to both: absent
 
 
+def test_a_failing_accounting_query_keeps_the_controllers_answers(fake_pyslurm):
+    fake_pyslurm.db.Jobs.load.side_effect = RuntimeError("Unable to connect to database (slurmdbd down)")
+    observed = PyslurmExecutor(transport=FakeTransport()).observe(["90", "101"])
+    assert observed == {"101": JobObservation("101", "PENDING", reason="Priority", exit_code="0:0",
+                                              source="pyslurm")}
+    # Absence of 90 proves nothing now, and the poller learns accounting is down.
+    assert observed.complete is False and observed.accounting_ok is False
+
+
+def test_accounting_ping_asks_the_database_and_never_raises(fake_pyslurm):
+    executor = PyslurmExecutor(transport=FakeTransport())
+    assert executor.accounting_ping() is True
+    fake_pyslurm.db.Jobs.load.side_effect = RuntimeError("Unable to connect to database")
+    assert executor.accounting_ping() is False
+    del fake_pyslurm.db  # a pyslurm without the database API: no accounting to report on
+    assert executor.accounting_ping() is None
+
+
 def test_observe_of_nothing_makes_no_call(fake_pyslurm):
     assert PyslurmExecutor(transport=FakeTransport()).observe([]) == {}
     fake_pyslurm.Jobs.load.assert_not_called()

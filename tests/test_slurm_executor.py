@@ -33,19 +33,26 @@ def sacct_line(job_id: str, state: str = "COMPLETED", exit_code: str = "0:0") ->
     )
 
 
+#: sacct's answer with slurmdbd stopped, as captured (tests/fixtures/slurm).
+SACCT_DBD_DOWN = (Path(__file__).parent / "fixtures" / "slurm" / "sacct_error_dbd_down.stderr").read_text()
+
+
 class FakeSlurm:
     """Answers squeue/sacct from canned lines; records every argv."""
 
-    def __init__(self, squeue: list[str] = (), sacct: list[str] = (), squeue_rc: int = 0, squeue_err: str = ""):
+    def __init__(self, squeue: list[str] = (), sacct: list[str] = (), squeue_rc: int = 0, squeue_err: str = "",
+                 sacct_rc: int = 0, sacct_err: str = ""):
         self.squeue, self.sacct = list(squeue), list(sacct)
         self.squeue_rc, self.squeue_err = squeue_rc, squeue_err
+        self.sacct_rc, self.sacct_err = sacct_rc, sacct_err
 
     def run(self, argv, *, timeout=30.0):
         if argv[0] == "squeue":
             out = "\n".join(self.squeue) + "\n" if self.squeue else ""
             return CommandResult(tuple(argv), self.squeue_rc, out, self.squeue_err)
         if argv[0] == "sacct":
-            return CommandResult(tuple(argv), 0, "\n".join(self.sacct) + "\n", "")
+            return CommandResult(tuple(argv), self.sacct_rc, "\n".join(self.sacct) + "\n" if self.sacct else "",
+                                 self.sacct_err)
         return CommandResult(tuple(argv), 0, "", "")
 
 
@@ -88,6 +95,25 @@ def test_observe_skips_sacct_when_squeue_knows_every_id(mocker):
     observed = executor.observe(ids)
     assert called_commands(transport) == ["squeue"]
     assert observed["7"].reason == "Priority"
+
+
+def test_observe_says_whether_accounting_answered(mocker):
+    _, executor = spy(mocker, FakeSlurm(squeue=[squeue_line("5")]))
+    assert executor.observe(["5"]).accounting_ok is None  # sacct not asked: nothing learned
+    _, executor = spy(mocker, FakeSlurm(squeue=[squeue_line("5")], sacct=[sacct_line("6")]))
+    assert executor.observe(["5", "6"]).accounting_ok is True
+    _, executor = spy(mocker, FakeSlurm(squeue=[squeue_line("5")], sacct_rc=1, sacct_err=SACCT_DBD_DOWN))
+    observed = executor.observe(["5", "6"])
+    assert set(observed) == {"5"} and observed.accounting_ok is False and observed.complete is False
+
+
+def test_accounting_ping_is_one_sacct_for_a_name_no_job_has(mocker):
+    transport, executor = spy(mocker, FakeSlurm())
+    assert executor.accounting_ping() is True
+    [argv] = [c.args[0] for c in transport.run.call_args_list]
+    assert argv[0] == "sacct" and "--name=qcos-accounting-check" in argv and "--starttime=now" in argv
+    _, down = spy(mocker, FakeSlurm(sacct_rc=1, sacct_err=SACCT_DBD_DOWN))
+    assert down.accounting_ping() is False
 
 
 def test_squeue_wins_over_sacct(mocker):
@@ -254,6 +280,26 @@ def test_a_refused_submission_is_not_retryable(slurm_cluster, tmp_path):  # noqa
         executor.submit(work_dir(tmp_path, "true\n"), job_name=job_name())
     assert "Invalid partition name specified" in str(caught.value)
     assert not caught.value.retryable
+
+
+@pytest.mark.slurm
+def test_with_accounting_unreachable_squeue_answers_still_count(slurm_cluster, tmp_path):  # noqa: F811
+    from tests.slurm_fixtures import AccountingOutage
+
+    transport = AccountingOutage(tmp_path / "outage")
+    executor = SlurmExecutor(transport)
+    job_id = executor.submit(work_dir(tmp_path, "sleep 300\n"), job_name=job_name())
+    try:
+        transport.down = True
+        observed = executor.observe([job_id, "999999"])  # 999999: unknown, so sacct is asked
+        assert observed[job_id].source == "squeue"
+        assert observed.accounting_ok is False and observed.complete is False
+        assert executor.accounting_ping() is False
+        transport.down = False
+        assert executor.accounting_ping() is True
+        assert executor.observe([job_id, "999999"]).accounting_ok is True
+    finally:
+        executor.cancel([job_id])
 
 
 @pytest.mark.slurm

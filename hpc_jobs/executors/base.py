@@ -57,10 +57,13 @@ class Observations(dict):
 
     ``complete`` is False when a source failed (sacct with slurmdbd down):
     then a job missing from the answer may still exist, and its absence
-    must not count towards giving it up.
+    must not count towards giving it up. ``accounting_ok``: whether the
+    accounting query of this call (sacct) answered; ``None`` when the call
+    made none (the controller knew every job, or there is no accounting).
     """
 
     complete: bool = True
+    accounting_ok: bool | None = None
 
 
 class Executor(Protocol):
@@ -102,6 +105,11 @@ class Executor(Protocol):
 
     def ping(self) -> bool:
         """A cheap liveness check of the scheduler; never raises."""
+        ...
+
+    def accounting_ping(self) -> bool | None:
+        """A cheap check that the scheduler's accounting (slurmdbd, through
+        sacct) answers; ``None`` for an executor without accounting. Never raises."""
         ...
 
     def queue(self) -> list[SqueueRow]:

@@ -182,6 +182,10 @@ class LocalExecutor:
         except OSError:
             return False
 
+    def accounting_ping(self) -> None:
+        """None: local jobs have no accounting database to be down."""
+        return None
+
 
 def _read_pid(path: Path) -> int | None:
     try:

@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from hpc_jobs.executors.base import ExecutorError, JobObservation, Observations
+from hpc_jobs.executors.slurm import ACCOUNTING_CHECK_JOB_NAME
 from hpc_jobs.slurm.commands import (
     SinfoRow,
     SqueueRow,
@@ -131,7 +132,11 @@ class PyslurmExecutor:
     def observe(self, scheduler_job_ids: Collection[str]) -> Observations:
         """States of the jobs: one ``Jobs.load()``, then one database query for
         ids the controller no longer holds. Absent: ids neither knows.
-        Raises :class:`ExecutorError`; no call at all for an empty set."""
+
+        A failed database query (slurmdbd down) keeps the controller's
+        answers, with ``complete`` and ``accounting_ok`` False, as the
+        slurm executor does when sacct fails. Raises :class:`ExecutorError`
+        when the controller cannot be asked; no call at all for an empty set."""
         wanted = {validate_job_id(j) for j in scheduler_job_ids}
         observed = Observations()
         if not wanted:
@@ -145,7 +150,13 @@ class PyslurmExecutor:
         if missing and database is not None:
             plain = [int(j) for j in missing if j.isdigit()]
             if plain:
-                found = self._rpc("db.Jobs.load", database.Jobs.load, database.JobFilter(ids=plain))
+                try:
+                    found = self._rpc("db.Jobs.load", database.Jobs.load, database.JobFilter(ids=plain))
+                except ExecutorError:
+                    observed.complete = False
+                    observed.accounting_ok = False
+                    return observed
+                observed.accounting_ok = True
                 for job in found:
                     job_id = str(job.id)
                     if job_id in wanted and job_id not in observed:
@@ -178,6 +189,19 @@ class PyslurmExecutor:
         """True when the controller answers a job listing; never raises."""
         try:
             self._pyslurm.Jobs.load()
+        except Exception:  # noqa: BLE001 - a health check answers, it does not fail
+            return False
+        return True
+
+    def accounting_ping(self) -> bool | None:
+        """True when the accounting database answers a query for a job name
+        no job has (one ``db.Jobs.load``); ``None`` where this pyslurm has no
+        ``db`` module; never raises."""
+        database = getattr(self._pyslurm, "db", None)
+        if database is None:
+            return None
+        try:
+            database.Jobs.load(database.JobFilter(names=[ACCOUNTING_CHECK_JOB_NAME]))
         except Exception:  # noqa: BLE001 - a health check answers, it does not fail
             return False
         return True

@@ -32,9 +32,13 @@ from hpc_jobs.slurm.commands import (
 from hpc_jobs.transports.base import Transport, TransportError
 from hpc_jobs.workdir import SCRIPT_FILE, STDERR_FILE, STDOUT_FILE
 
-__all__ = ["SlurmExecutor"]
+__all__ = ["ACCOUNTING_CHECK_JOB_NAME", "SlurmExecutor"]
 
 T = TypeVar("T")
+
+#: The job name :meth:`SlurmExecutor.accounting_ping` asks sacct about: no
+#: job is ever named so, so slurmdbd answers with nothing, cheaply.
+ACCOUNTING_CHECK_JOB_NAME = "qcos-accounting-check"
 
 
 class SlurmExecutor:
@@ -117,9 +121,10 @@ class SlurmExecutor:
         moment, so a job that just left squeue may still read ``RUNNING``
         (or be absent) until slurmdbd has its end record. When sacct fails
         (accounting disabled, slurmdbd down) the squeue answers are still
-        returned, with ``complete`` False. Raises :class:`ExecutorError` when
-        squeue fails, ``ValueError`` for a malformed id; no call at all for
-        an empty set.
+        returned, with ``complete`` False. ``accounting_ok`` says whether
+        sacct answered (``None``: squeue listed every id, so sacct was not
+        asked). Raises :class:`ExecutorError` when squeue fails,
+        ``ValueError`` for a malformed id; no call at all for an empty set.
         """
         observed = Observations()
         by_cluster: dict[str | None, dict[str, str]] = {}
@@ -138,7 +143,10 @@ class SlurmExecutor:
                 rows = self._run(Sacct(job_ids=missing, **where))
             except ExecutorError:
                 observed.complete = False
+                observed.accounting_ok = False
                 continue
+            if observed.accounting_ok is None:
+                observed.accounting_ok = True
             for job_id, row in rows.items():
                 if job_id in missing:
                     observed[wanted[job_id]] = _from_sacct(row, wanted[job_id])
@@ -192,6 +200,17 @@ class SlurmExecutor:
             return self._run(ScontrolPing(), timeout=min(self._timeout, 10.0))
         except Exception:  # noqa: BLE001 - a health check answers, it does not fail
             return False
+
+    def accounting_ping(self) -> bool:
+        """True when sacct answers (one call, for a job name no job has, since
+        now: slurmdbd answers with nothing); False when it fails, e.g. with
+        slurmdbd down. Never raises."""
+        try:
+            self._run(Sacct(job_names=[ACCOUNTING_CHECK_JOB_NAME], start_time="now"),
+                      timeout=min(self._timeout, 10.0))
+        except Exception:  # noqa: BLE001 - a health check answers, it does not fail
+            return False
+        return True
 
 
 def _from_squeue(row: SqueueRow, full_id: str) -> JobObservation:
