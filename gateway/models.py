@@ -215,7 +215,9 @@ class QueueModel(Base):
     earliest pending pack to start (0: none pending or no estimate).
     ``scheduler_connected``: whether the poller's last scheduler call
     answered, at ``checked_at`` (``GET /`` reads this instead of calling the
-    scheduler in the request).
+    scheduler in the request). ``accounting_connected``: whether its last
+    accounting query (sacct) answered, as of the same ``checked_at``;
+    ``None`` for an executor without accounting (local).
     """
 
     __tablename__ = "queue_model"
@@ -226,6 +228,7 @@ class QueueModel(Base):
     max_live_packs: Mapped[int] = mapped_column(Integer, default=1)
     pending_start_seconds: Mapped[int] = mapped_column(Integer, default=0)
     scheduler_connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    accounting_connected: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

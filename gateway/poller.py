@@ -47,12 +47,18 @@ MAX_DISPATCHES = 2
 
 @dataclass
 class CycleReport:
-    """What one poll cycle did: jobs finished, packs ended, scheduler reached."""
+    """What one poll cycle did: jobs finished, packs ended, scheduler reached.
+
+    ``scheduler_ok``/``accounting_ok``: whether the controller (squeue or
+    its ping) and accounting (sacct) answered this cycle; ``None`` when not
+    asked (no observation; an executor without accounting).
+    """
 
     finished_jobs: int = 0
     ended_packs: list[str] = field(default_factory=list)
     requeued_jobs: int = 0
     scheduler_ok: bool | None = None
+    accounting_ok: bool | None = None
     pending_start: datetime | None = None
 
 
@@ -60,7 +66,13 @@ def poll_cycle(runtime: Runtime, *, observe: bool = True, now: datetime | None =
     """Ingest every live pack's progress and, with ``observe``, ask the
     scheduler about all of them at once. Raises nothing for a scheduler
     that cannot be asked (``scheduler_ok`` False then); database errors
-    propagate to the loop."""
+    propagate to the loop.
+
+    With ``observe``, accounting is checked too: by the observation's own
+    sacct call when it made one, else by one cheap
+    :meth:`~hpc_jobs.executors.base.Executor.accounting_ping` (so at most one
+    extra sacct per ``QCOS_POLL_INTERVAL``, and only when no live job needed
+    sacct)."""
     now = now or utcnow()
     report = CycleReport()
     with runtime.db.session() as session:
@@ -70,6 +82,7 @@ def poll_cycle(runtime: Runtime, *, observe: bool = True, now: datetime | None =
         metrics.set_packs_running(0)
         if observe:
             report.scheduler_ok = runtime.executor.ping()
+            report.accounting_ok = runtime.executor.accounting_ping()
         return report
     metrics.set_packs_running(sum(1 for p in packs if p.state == PackState.RUNNING.value))
     observations: Observations | None = None
@@ -82,8 +95,11 @@ def poll_cycle(runtime: Runtime, *, observe: bool = True, now: datetime | None =
             report.scheduler_ok = False
         else:
             report.scheduler_ok = True
+            report.accounting_ok = observations.accounting_ok
             starts = [o.expected_start.astimezone() for o in observations.values() if o.expected_start is not None]
             report.pending_start = min(starts, default=None)
+        if report.accounting_ok is None:
+            report.accounting_ok = runtime.executor.accounting_ping()
     slices = _read_slices(runtime, packs)
     report.finished_jobs += _ingest(runtime, slices, now)
     for pack, progress, _ in slices:
@@ -336,10 +352,12 @@ def cancel_cycle(runtime: Runtime) -> int:
 
 
 def refresh_queue_model(runtime: Runtime, *, scheduler_ok: bool | None, pending_start: datetime | None,
-                        now: datetime) -> None:
+                        now: datetime, accounting_ok: bool | None = None) -> None:
     """Update this executor's :class:`QueueModel` row (see
     :mod:`gateway.estimates`): one aggregate query, and a write only when a
-    figure changed or the scheduler check is 10 s old."""
+    figure changed or the scheduler check is 10 s old. ``accounting_ok``
+    ``None`` keeps the recorded ``accounting_connected`` (``None`` in a new
+    row: no accounting known)."""
     with runtime.db.session() as session:
         waiting = {klass: int(total) for klass, total in session.execute(
             select(Job.dispatch_class, func.sum(Job.runtime_seconds)).where(
@@ -349,8 +367,9 @@ def refresh_queue_model(runtime: Runtime, *, scheduler_ok: bool | None, pending_
         row = session.get(QueueModel, runtime.executor.name)
     pending = max(0, int((pending_start - now).total_seconds())) if pending_start else 0
     connected = row.scheduler_connected if (row is not None and scheduler_ok is None) else bool(scheduler_ok)
+    accounting = row.accounting_connected if (row is not None and accounting_ok is None) else accounting_ok
     values = dict(waiting=waiting, live_packs=live, max_live_packs=runtime.settings.max_live_slurm_jobs,
-                  pending_start_seconds=pending, scheduler_connected=connected)
+                  pending_start_seconds=pending, scheduler_connected=connected, accounting_connected=accounting)
     stale_check = row is None or row.checked_at is None or (now - row.checked_at).total_seconds() >= 10
     if row is not None and not stale_check and all(getattr(row, k) == v for k, v in values.items()):
         return
@@ -386,7 +405,7 @@ def service_cycle(runtime: Runtime, *, observe: bool = True) -> CycleReport:
         report = poll_cycle(runtime, observe=observe)
     if observe:
         refresh_queue_model(runtime, scheduler_ok=report.scheduler_ok, pending_start=report.pending_start,
-                            now=utcnow())
+                            now=utcnow(), accounting_ok=report.accounting_ok)
     return report
 
 

@@ -1,8 +1,10 @@
-"""Judging packs: scheduler observations and progress lines become decisions."""
+"""Judging packs: scheduler observations and progress lines become decisions;
+and the poller's record of accounting health, on the dev cluster."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -99,3 +101,80 @@ def test_outcome_files_are_the_fallback_for_a_job_without_a_progress_line():
     assert failed.status is JobStatus.FAILED and "circuit.qasm" in failed.error
     assert outcome_from_files("c", None, None) is None
     assert outcome_from_files("d", "{not json", None).status is JobStatus.FAILED
+
+
+# ------------------------------------------------------------------ accounting health, on the dev cluster
+
+
+@pytest.mark.slurm
+def test_the_poller_records_accounting_down_then_up_while_squeue_keeps_driving_packs(slurm_cluster, tmp_path):
+    """sacct failing as with slurmdbd stopped (:class:`tests.slurm_fixtures.AccountingOutage`):
+    each observing cycle records ``accounting_connected`` false, with at most one
+    sacct call, while squeue's states still move the pack and its job to
+    completion; once sacct answers again the next cycle records true."""
+    from sqlalchemy import select
+
+    from gateway import create_app
+    from gateway.config import Settings
+    from gateway.migrations import upgrade_database
+    from gateway.models import Job, Pack, QueueModel
+    from gateway.poller import service_cycle
+    from hpc_jobs.executors.slurm import SlurmExecutor
+    from tests.conftest import make_user
+    from tests.helpers import shot_by_shot_circuit
+    from tests.slurm_fixtures import AccountingOutage
+
+    database_url = f"sqlite:///{tmp_path / 'qcos.db'}"
+    upgrade_database(database_url)
+    settings = Settings.from_env({"QCOS_STATE_DIR": str(tmp_path / "state"), "QCOS_EXECUTOR": "slurm",
+                                  "QCOS_DATABASE_URL": database_url})
+    settings.prepare_dirs()
+    app = create_app({"QCOS_SETTINGS": settings})
+    runtime = app.extensions["qcos"]
+    transport = AccountingOutage(tmp_path / "outage")
+    runtime.executor = SlurmExecutor(transport, timeout=settings.slurm_command_timeout_seconds)
+
+    def accounting_connected():
+        with runtime.db.session() as session:
+            return session.get(QueueModel, "slurm").accounting_connected
+
+    def one_cycle():
+        before = transport.sacct_calls
+        service_cycle(runtime)
+        assert transport.sacct_calls - before <= 1  # one check per observation, whatever the packs
+        with runtime.db.session() as session:
+            pack = session.scalar(select(Pack))
+            job = session.scalar(select(Job))
+        return pack, job
+
+    try:
+        key = make_user(runtime, tier="enterprise")[1]
+        transport.down = True
+        one_cycle()
+        assert accounting_connected() is False  # nothing live: the cheap check found it
+        created = app.test_client().post("/execute", json={"qasm": shot_by_shot_circuit(), "shots": 300},
+                                         headers={"X-API-Key": key})
+        assert created.status_code == 201, created.get_data(as_text=True)
+        seen_states, deadline = set(), time.monotonic() + 120
+        while True:
+            pack, job = one_cycle()
+            if pack is not None and pack.slurm_state:
+                seen_states.add(pack.slurm_state)
+            assert accounting_connected() is False
+            if job.status in ("completed", "failed"):
+                break
+            assert time.monotonic() < deadline, (job.status, pack and pack.state, seen_states)
+            time.sleep(0.3)
+        # squeue alone (sacct down) moved the pack: its states were recorded and the job completed.
+        assert job.status == "completed", job.error
+        assert seen_states & {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING"}, seen_states
+        transport.down = False
+        one_cycle()
+        assert accounting_connected() is True
+    finally:
+        with runtime.db.session() as session:
+            alive = [p.scheduler_job_id for p in session.scalars(select(Pack))
+                     if p.scheduler_job_id and p.state != "ended"]
+        if alive:
+            runtime.executor.cancel(alive)
+        runtime.close()
