@@ -69,6 +69,9 @@ variable counts as unset.
 ``QCOS_RATELIMIT_KEY_PREFIX``   prefix of every counter's storage key, so
                                 several gateways can share one Redis (default
                                 ``qcos``)
+``QCOS_RATELIMIT_CHECK_TTL``    seconds ``GET /`` reuses its check (a PING)
+                                of shared rate-limit storage, success or
+                                failure (1; 0: check every time)
 ``QCOS_ANON_RATE_LIMIT``        limit per client address for requests without
                                 a valid API key, in ``limits`` notation, e.g.
                                 ``60/minute`` (default) or ``5/second;100/hour``
@@ -298,6 +301,7 @@ class Settings(BaseSettings):
     ratelimit_enabled: bool = Field(True, validation_alias=_env("RATELIMIT_ENABLED"))
     ratelimit_storage_uri: str = Field("memory://", validation_alias=_env("RATELIMIT_STORAGE_URI"))
     ratelimit_key_prefix: str = Field("qcos", validation_alias=_env("RATELIMIT_KEY_PREFIX"))
+    ratelimit_check_ttl_seconds: float = Field(1.0, ge=0, validation_alias=_env("RATELIMIT_CHECK_TTL"))
     anon_rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
         "60/minute", validation_alias=_env("ANON_RATE_LIMIT"))
     trusted_proxies: int = Field(0, ge=0, validation_alias=_env("TRUSTED_PROXIES"))

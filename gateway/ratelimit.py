@@ -40,13 +40,17 @@ its own memory with the same limits (Flask-Limiter's
 the storage again after 1, 2, 4 … 32 s, switching back when it answers.
 Any other limiter error is logged and the request goes through
 (``swallow_errors``): an outage of the limiter must not become one of the API.
+``GET /`` reports such an outage (``degraded: ["rate_limiter"]``) from
+:class:`StorageCheck`, a PING reused for ``QCOS_RATELIMIT_CHECK_TTL`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from typing import Callable
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter
@@ -123,15 +127,48 @@ def _add_headers(response: Response) -> Response:
     return response
 
 
+class StorageCheck:
+    """Whether the limiter's shared storage (Redis) answers, for ``GET /``
+    and ``/metrics`` without a storage call per request.
+
+    :meth:`up` runs ``storage.check()`` (a PING, bounded by the 0.5 s Redis
+    timeout) and reuses its answer, success or failure, for ``ttl`` seconds
+    in this process. While one thread checks, the others take the previous
+    answer rather than wait or ping as well. ``clock``: monotonic seconds.
+    """
+
+    def __init__(self, storage, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._storage = storage
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._up = True
+        self._checked_at = float("-inf")
+
+    def up(self) -> bool:
+        """True when the last check (at most ``ttl`` seconds old) reached the storage."""
+        if self._clock() - self._checked_at < self._ttl or not self._lock.acquire(blocking=False):
+            return self._up
+        try:
+            if self._clock() - self._checked_at >= self._ttl:  # not just done by another thread
+                self._up = bool(self._storage.check())
+                self._checked_at = self._clock()
+            return self._up
+        finally:
+            self._lock.release()
+
+
 def init_app(app: Flask) -> Limiter:
     """Bind rate limiting to ``app`` (after ``app.extensions["qcos"]`` is set).
 
     Register :func:`gateway.auth.authenticate_request` as a ``before_request``
     hook *before* calling this: the limiter's hook, added here, needs
     ``g.user`` and ``g.api_key_hash``. Returns the :class:`Limiter`, also in
-    ``app.extensions["qcos_ratelimit"]``. Opens no connection.
+    ``app.extensions["qcos_ratelimit"]``. With shared storage, sets the
+    runtime's ``ratelimit_check`` (:class:`StorageCheck`). Opens no connection.
     """
-    settings = app.extensions["qcos"].settings
+    runtime = app.extensions["qcos"]
+    settings = runtime.settings
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0, x_host=0, x_port=0,
                                 x_prefix=0)
@@ -151,6 +188,8 @@ def init_app(app: Flask) -> Limiter:
         enabled=settings.ratelimit_enabled,
     )
     limiter.init_app(app)
+    if settings.ratelimit_enabled and not settings.ratelimit_storage_is_process_local:
+        runtime.ratelimit_check = StorageCheck(limiter.storage, settings.ratelimit_check_ttl_seconds)
     app.after_request(_add_headers)
     app.extensions[EXTENSION] = limiter
     return limiter

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 
@@ -104,6 +105,9 @@ class Runtime:
     final_jobs: FinalJobCache = field(default_factory=lambda: FinalJobCache(0))
     #: The LISTEN connection feeding ``job_waiters`` and ``credentials`` (PostgreSQL only).
     changes: ChangeListener | None = None
+    #: Shared rate-limit storage's health (:class:`gateway.ratelimit.StorageCheck`), set by
+    #: :func:`gateway.ratelimit.init_app`; ``None`` with process-local storage or limits off.
+    ratelimit_check: Any = None
 
     def __post_init__(self) -> None:
         if self.db_check is None:
