@@ -44,6 +44,7 @@ class QueueFigures:
     pending_start_seconds: int
     scheduler_connected: bool
     checked_at: object
+    accounting_connected: bool | None = None
 
 
 _EMPTY = QueueFigures({}, 0, 1, 0, False, None)
@@ -62,7 +63,7 @@ def queue_figures(runtime) -> QueueFigures:
         row = session.scalar(select(QueueModel).where(QueueModel.executor == runtime.executor.name))
     figures = _EMPTY if row is None else QueueFigures(
         dict(row.waiting or {}), row.live_packs, max(1, row.max_live_packs), row.pending_start_seconds,
-        row.scheduler_connected, row.checked_at)
+        row.scheduler_connected, row.checked_at, row.accounting_connected)
     with _lock:
         _cache[key] = (now, figures)
     return figures
@@ -79,15 +80,29 @@ def estimated_seconds(runtime, plan) -> int:
     return max(1, min(int(round(total)), MAX_ESTIMATE_SECONDS))
 
 
-def scheduler_connected(runtime) -> bool:
-    """Whether the poller's last scheduler call answered, within the last
-    ``max(30 s, 5 × QCOS_POLL_INTERVAL)`` (no poller running: not connected)."""
+def _fresh(runtime, figures: QueueFigures) -> bool:
+    """Whether the poller's last check is within ``max(30 s, 5 × QCOS_POLL_INTERVAL)``."""
     from datetime import timedelta
 
     from gateway.models import utcnow
 
-    figures = queue_figures(runtime)
-    if not figures.scheduler_connected or figures.checked_at is None:
+    if figures.checked_at is None:
         return False
-    fresh = timedelta(seconds=max(30.0, 5 * runtime.settings.poll_interval_seconds))
-    return utcnow() - figures.checked_at <= fresh
+    return utcnow() - figures.checked_at <= timedelta(seconds=max(30.0, 5 * runtime.settings.poll_interval_seconds))
+
+
+def scheduler_connected(runtime) -> bool:
+    """Whether the poller's last scheduler call answered, within the last
+    ``max(30 s, 5 × QCOS_POLL_INTERVAL)`` (no poller running: not connected)."""
+    figures = queue_figures(runtime)
+    return figures.scheduler_connected and _fresh(runtime, figures)
+
+
+def accounting_connected(runtime) -> bool | None:
+    """Whether the poller's last accounting query (sacct, or its cheap check
+    when no job needed one) answered, as recorded within the same window as
+    :func:`scheduler_connected`. ``None`` when nothing recent is known (no
+    poller running, which :func:`scheduler_connected` reports) or the
+    executor has no accounting (local)."""
+    figures = queue_figures(runtime)
+    return figures.accounting_connected if _fresh(runtime, figures) else None

@@ -15,11 +15,13 @@ set it up, and gunicorn's ``child_exit`` hook drops a dead worker's live
 gauges. Without the variable (tests, one process) values stay in memory.
 
 **Scrape-time values.** ``qcos_jobs_waiting``, ``qcos_jobs_running``,
-``qcos_dispatcher_lag_seconds``, ``qcos_database_up`` and
-``qcos_scheduler_up`` are not kept by any process: :class:`DatabaseCollector`
-reads them from the database (two indexed queries) and the cached scheduler
-check at each scrape, so they are right even when the poller is down — a
-stopped dispatcher shows as a growing lag, not as a frozen gauge.
+``qcos_dispatcher_lag_seconds``, ``qcos_database_up``, ``qcos_scheduler_up``,
+``qcos_accounting_up`` and ``qcos_ratelimit_storage_up`` are not kept by any
+process: :class:`DatabaseCollector` reads them from the database (two
+indexed queries), the poller's recorded scheduler and accounting checks and
+the cached rate-limit storage check at each scrape, so they are right even
+when the poller is down — a stopped dispatcher shows as a growing lag, not
+as a frozen gauge.
 
 **Fed by the poller and dispatcher.** Job outcomes, packs and the poll
 cycle are recorded through the small functions below (:func:`job_accepted`,
@@ -227,10 +229,15 @@ def queue_counts(session) -> QueueCounts:
 class DatabaseCollector(Collector):
     """Gauges read at scrape time: jobs waiting (``queued``) and running
     (``processing``), the dispatcher lag (age of the oldest job that has no
-    batch job yet), whether the database and the scheduler answer.
+    batch job yet), whether the database, the scheduler, accounting and
+    shared rate-limit storage answer.
 
     Costs the two queries of :func:`queue_counts` per scrape; the scheduler
-    check is the poller's last call (:func:`gateway.estimates.scheduler_connected`).
+    and accounting checks are the poller's last calls
+    (:func:`gateway.estimates.scheduler_connected`,
+    :func:`~gateway.estimates.accounting_connected`), the storage check is
+    :class:`gateway.ratelimit.StorageCheck` (cached). Accounting and storage
+    read 1 where there is none to be down (local executor, ``memory://``).
     """
 
     def __init__(self, runtime: "Runtime") -> None:
@@ -257,14 +264,25 @@ class DatabaseCollector(Collector):
                 "qcos_dispatcher_lag_seconds",
                 "Age of the oldest job accepted but not yet in a batch job (0 when none waits), seconds.",
                 value=max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
-        try:
-            from gateway import estimates
+        from gateway import estimates
 
+        try:
             scheduler_up = 1 if estimates.scheduler_connected(self._runtime) else 0
         except Exception:  # noqa: BLE001
             scheduler_up = 0
         yield GaugeMetricFamily("qcos_scheduler_up", "1 when the scheduler answered its last (cached) check, else 0.",
                                 value=scheduler_up)
+        try:
+            accounting_up = 0 if estimates.accounting_connected(self._runtime) is False else 1
+        except Exception:  # noqa: BLE001 - the database is down: qcos_database_up says so
+            accounting_up = 1
+        yield GaugeMetricFamily("qcos_accounting_up",
+                                "0 when the poller's last accounting query (sacct) failed, else 1.",
+                                value=accounting_up)
+        check = self._runtime.ratelimit_check
+        yield GaugeMetricFamily("qcos_ratelimit_storage_up",
+                                "0 when the shared rate-limit storage did not answer its last (cached) check, else 1.",
+                                value=0 if check is not None and not check.up() else 1)
 
 
 class _Forward(Collector):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
+from pydantic.json_schema import SkipJsonSchema
 
 #: Custom job ids: 1–64 characters, letters, digits, ``_``, ``-``, ``.``,
 #: starting with a letter or digit. They become a folder name and part of
@@ -152,10 +153,25 @@ class ResultsResponse(RootModel[ResultsCompleted | ResultsPending]):
     """Either shape of ``GET /results``."""
 
 
+#: The sources ``GET /`` names in ``degraded``: the Slurm controller (squeue,
+#: scontrol ping), accounting (sacct, slurmdbd), shared rate-limit storage (Redis).
+DegradedSource = Literal["scheduler", "accounting", "rate_limiter"]
+
+
 class HealthResponse(BaseModel):
+    """``GET /``. ``degraded`` is absent when every source answers, so a
+    healthy gateway answers exactly as the reference's example."""
+
     status: Literal["healthy", "degraded"]
     version: str
     queue_connected: bool
+    # Absent or a non-empty list, never null: the view dumps with exclude_none.
+    degraded: Annotated[list[DegradedSource], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="The sources that are down, when any is: `scheduler` (the poller's last scheduler call "
+                          "failed, as `queue_connected` false), `accounting` (its last sacct call failed: "
+                          "slurmdbd down; jobs still run), `rate_limiter` (shared rate-limit storage unreachable: "
+                          "limits count per gateway process meanwhile). Absent when all are up.",
+        json_schema_extra=lambda schema: schema.pop("default", None))
 
 
 def iso_utc(moment: datetime | None) -> str | None:

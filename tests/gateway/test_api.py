@@ -43,7 +43,8 @@ def _poll_once(runtime):
     from gateway.poller import poll_cycle, refresh_queue_model
 
     report = poll_cycle(runtime, observe=True)
-    refresh_queue_model(runtime, scheduler_ok=report.scheduler_ok, pending_start=None, now=utcnow())
+    refresh_queue_model(runtime, scheduler_ok=report.scheduler_ok, pending_start=None, now=utcnow(),
+                        accounting_ok=report.accounting_ok)
     estimates._cache.clear()
 
 

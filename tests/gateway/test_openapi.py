@@ -129,6 +129,15 @@ def test_error_code_is_an_enum_of_every_code(document):
     assert {"JOB_NOT_FOUND", "BATCH_NOT_FOUND", "RATE_LIMITED", "INTERNAL_ERROR"} <= set(enum["enum"])
 
 
+def test_health_documents_degraded_as_an_optional_list_of_sources(document):
+    health = document["components"]["schemas"]["HealthResponse"]
+    assert set(health["required"]) == {"status", "version", "queue_connected"}
+    degraded = health["properties"]["degraded"]
+    # Absent when healthy, never null: a generated client gets a plain optional list.
+    assert degraded["type"] == "array" and degraded["minItems"] == 1 and "default" not in degraded
+    assert degraded["items"]["enum"] == ["scheduler", "accounting", "rate_limiter"]
+
+
 def test_circuit_bodies_are_documented(document):
     execute = document["paths"]["/execute"]["post"]
     content = execute["requestBody"]["content"]

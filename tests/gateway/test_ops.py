@@ -131,6 +131,21 @@ class TestScrapeTimeGauges:
         assert 120 <= samples[("qcos_dispatcher_lag_seconds", ())] < 150
         assert samples[("qcos_database_up", ())] == 1 and samples[("qcos_scheduler_up", ())] == 1
 
+    def test_accounting_and_rate_limit_storage_read_1_where_there_is_none_to_be_down(self, client, runtime):
+        _poll_once(runtime)  # the local executor, memory:// storage
+        samples = _scrape(client)
+        assert samples[("qcos_accounting_up", ())] == 1 and samples[("qcos_ratelimit_storage_up", ())] == 1
+
+    def test_accounting_and_rate_limit_storage_down_read_0(self, settings, mocker):
+        app = _app(settings, ratelimit_storage_uri="redis://127.0.0.1:1/0")  # nothing listens on port 1
+        runtime = app.extensions["qcos"]
+        mocker.patch.object(runtime.executor, "accounting_ping", return_value=False)  # as with slurmdbd down
+        _poll_once(runtime)
+        samples = _scrape(app.test_client())
+        assert samples[("qcos_accounting_up", ())] == 0 and samples[("qcos_ratelimit_storage_up", ())] == 0
+        assert samples[("qcos_scheduler_up", ())] == 1
+        runtime.close()
+
     def test_an_unreachable_database_is_reported_not_failed(self, settings, tmp_path):
         client = _app(settings, database_url=f"sqlite:///{tmp_path}/missing-dir/none.db").test_client()
         samples = _scrape(client)
