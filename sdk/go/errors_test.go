@@ -97,6 +97,23 @@ func TestRequestsCarryKeyBodyAndQuery(t *testing.T) {
 	}
 }
 
+func TestHealthListsTheSourcesThatAreDown(t *testing.T) {
+	client, _ := standIn(t, 200, nil,
+		`{"status": "degraded", "version": "1.0.0", "queue_connected": true, "degraded": ["accounting", "rate_limiter"]}`)
+	health, err := client.Health(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if health.Status != "degraded" || !health.QueueConnected || len(health.Degraded) != 2 ||
+		health.Degraded[0] != "accounting" || health.Degraded[1] != "rate_limiter" {
+		t.Errorf("health: %+v", health)
+	}
+	healthy, _ := standIn(t, 200, nil, `{"status": "healthy", "version": "1.0.0", "queue_connected": true}`)
+	if health, err = healthy.Health(context.Background()); err != nil || health.Degraded != nil {
+		t.Errorf("healthy: %+v, %v", health, err)
+	}
+}
+
 func TestUnreachableGatewayIsNoAPIError(t *testing.T) {
 	client := qcos.NewClient(qcos.WithBaseURL("http://127.0.0.1:9"))
 	_, err := client.Health(context.Background())

@@ -20,11 +20,13 @@ const (
 // registers are separated by spaces, the last-declared first.
 type Counts map[string]int
 
-// Health is the answer of GET /.
+// Health is the answer of GET /. Degraded lists the sources that are down
+// ("scheduler", "accounting", "rate_limiter"); it is empty when all answer.
 type Health struct {
-	Status         string `json:"status"` // "healthy" or "degraded"
-	Version        string `json:"version"`
-	QueueConnected bool   `json:"queue_connected"`
+	Status         string   `json:"status"` // "healthy" or "degraded"
+	Version        string   `json:"version"`
+	QueueConnected bool     `json:"queue_connected"`
+	Degraded       []string `json:"degraded,omitempty"`
 }
 
 // Circuit is one circuit of a batch: OpenQASM 2.0 source, shots (0: the

@@ -13,11 +13,16 @@ export type JobState = "queued" | "processing" | "completed" | "failed";
  */
 export type Counts = Record<string, number>;
 
+/** A source `GET /` can report down. */
+export type DegradedSource = "scheduler" | "accounting" | "rate_limiter";
+
 /** `GET /`. */
 export interface Health {
   status: "healthy" | "degraded";
   version: string;
   queue_connected: boolean;
+  /** The sources that are down; absent when all answer. */
+  degraded?: DegradedSource[];
 }
 
 /** One circuit to run: OpenQASM 2.0 source, shots (default 1024) and an optional custom id. */

@@ -40,10 +40,14 @@ impl JobState {
 /// `GET /`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Health {
-    /// `healthy`, or `degraded` when the scheduler does not answer.
+    /// `healthy`, or `degraded` when a source is down (see `degraded`).
     pub status: String,
     pub version: String,
     pub queue_connected: bool,
+    /// The sources that are down: `scheduler`, `accounting`, `rate_limiter`;
+    /// empty when all answer (the gateway then leaves the field out).
+    #[serde(default)]
+    pub degraded: Vec<String>,
 }
 
 /// One circuit to submit: OpenQASM 2.0 source, shots (default 1024) and an optional custom job id.

@@ -135,3 +135,15 @@ fn an_unreachable_gateway_is_a_transport_error() {
     let client = Client::new("http://127.0.0.1:9", None);
     assert!(matches!(client.health(), Err(Error::Transport(_))));
 }
+
+#[test]
+fn health_lists_the_sources_that_are_down() {
+    let body = r#"{"status": "degraded", "version": "1.0.0", "queue_connected": true, "degraded": ["accounting"]}"#;
+    let (client, _) = stand_in("200 OK", &["Content-Type: application/json"], body);
+    let health = client.health().unwrap();
+    assert_eq!((health.status.as_str(), health.queue_connected), ("degraded", true));
+    assert_eq!(health.degraded, vec!["accounting".to_string()]);
+    let healthy = r#"{"status": "healthy", "version": "1.0.0", "queue_connected": true}"#;
+    let (client, _) = stand_in("200 OK", &["Content-Type: application/json"], healthy);
+    assert!(client.health().unwrap().degraded.is_empty());
+}

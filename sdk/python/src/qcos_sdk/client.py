@@ -80,7 +80,9 @@ class Client:
     # The account and the service.
 
     def health(self) -> dict:
-        """``GET /`` (no key needed): ``{"status": "healthy"|"degraded", "version", "queue_connected"}``."""
+        """``GET /`` (no key needed): ``{"status": "healthy"|"degraded", "version", "queue_connected"}``,
+        plus ``"degraded"``: the sources that are down (``"scheduler"``, ``"accounting"``,
+        ``"rate_limiter"``), only when any is."""
         return self.request("GET", "/")
 
     def pricing(self) -> dict:
