@@ -39,8 +39,11 @@ within a bound. Counted per trial:
   ``SERVICE_UNAVAILABLE`` JSON while the database is down;
 - **checks** of the trial: every valid circuit accepted (no 4xx); ``GET /``
   reports the fault (``queue_connected`` false within 15 s of slurmctld
-  stopping and until it is back; 503 while PostgreSQL is down); jobs
-  complete while slurmdbd is down; a hung sbatch is ended on the login node.
+  stopping and until it is back; ``degraded`` naming ``accounting`` within
+  5 s of slurmdbd stopping, ``rate_limiter`` within 4 s of Redis stopping,
+  in every answer until the restart and in none once it has cleared; 503
+  while PostgreSQL is down); jobs complete while slurmdbd is down; a hung
+  sbatch is ended on the login node.
 
 A trial is ``ok`` when all its counts are 0 and its checks hold.
 
@@ -105,6 +108,16 @@ SUBMIT_RECOVERY = 12
 POLL_INTERVAL = 1.0
 #: Seconds after slurmctld stops by which GET / must say queue_connected false.
 REPORT_WITHIN = SLURM_COMMAND_TIMEOUT + 2 * POLL_INTERVAL + 3
+#: Seconds after slurmdbd stops (sacct is refused at once) by which GET / must
+#: name accounting: the next observing cycle's sacct, then a gateway process's
+#: one-second cache of the poller's record.
+ACCOUNTING_REPORT_WITHIN = 2 * POLL_INTERVAL + 3
+#: QCOS_RATELIMIT_CHECK_TTL of the chaos gateways, and the seconds after Redis
+#: stops by which GET / must name rate_limiter (a worker's cached PING expires).
+RATELIMIT_CHECK_TTL = 1.0
+RATELIMIT_REPORT_WITHIN = RATELIMIT_CHECK_TTL + 3
+#: Seconds after a source is back by which GET / must have dropped it from degraded.
+RECOVERY_WITHIN = 15
 LIVE = ("queued", "processing")
 TIERS = """\
 [[tier]]
@@ -523,6 +536,7 @@ class HealthSample:
     at: float
     status_code: int | None  # None: no answer
     queue_connected: bool | None
+    degraded: tuple[str, ...] | None = None  # of a 200 answer: () when the key is absent
 
 
 class HealthProbe:
@@ -553,16 +567,46 @@ class HealthProbe:
             except requests.RequestException:
                 self.samples.append(HealthSample(at, None, None))
             else:
-                connected = None
+                connected, degraded = None, None
                 if response.status_code == 200:
-                    connected = bool(response.json().get("queue_connected"))
+                    body = response.json()
+                    connected = bool(body.get("queue_connected"))
+                    degraded = tuple(body.get("degraded") or ())
                 elif response.status_code >= 500 and not (self.database_fault and _is_documented_503(response)):
                     self.unexpected.append(f"GET / {response.status_code} {response.text[:200]}")
-                self.samples.append(HealthSample(at, response.status_code, connected))
+                self.samples.append(HealthSample(at, response.status_code, connected, degraded))
             self._stop.wait(0.5)
 
     def between(self, start: float, end: float) -> list[HealthSample]:
         return [s for s in self.samples if start <= s.at <= end]
+
+    def wait_cleared(self, source: str, *, since: float, timeout: float) -> None:
+        """Wait until an answer after ``since`` no longer names ``source`` in
+        ``degraded`` (or ``timeout`` seconds pass), then 2 s more, so the
+        samples show whether it stays cleared."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not any(
+                s.degraded is not None and source not in s.degraded for s in self.between(since, float("inf"))):
+            time.sleep(0.2)
+        time.sleep(2)
+
+
+def degraded_reported(probe: HealthProbe, source: str, *, stopped: float, restarting: float, back: float,
+                      within: float) -> tuple[bool, list[str]]:
+    """Whether ``GET /`` named ``source`` in ``degraded`` within ``within``
+    seconds of the stop and in every answer from then until the restart
+    began, and, once an answer after ``back`` (the source running again)
+    left it out, in none after; with notes on when."""
+    during = [s for s in probe.between(stopped, restarting) if s.degraded is not None]
+    first = next((s.at - stopped for s in during if source in s.degraded), None)
+    held = first is not None and first <= within and all(
+        source in s.degraded for s in during if s.at - stopped >= first)
+    after = [s for s in probe.between(back, float("inf")) if s.degraded is not None]
+    cleared = next((s.at for s in after if source not in s.degraded), None)
+    stays = cleared is not None and all(source not in s.degraded for s in after if s.at >= cleared)
+    notes = [f"degraded {source} " + (f"{first:.1f} s after the stop" if first is not None else "never"),
+             "cleared " + (f"{cleared - back:.1f} s after the restart" if cleared is not None else "not while probed")]
+    return held and stays, notes
 
 
 # ------------------------------------------------------------------ accounting
@@ -711,6 +755,7 @@ class Chaos:
             "QCOS_THREADS": "16",
             "QCOS_TIERS_FILE": str(tiers),
             "QCOS_RATELIMIT_STORAGE_URI": self.redis.url,
+            "QCOS_RATELIMIT_CHECK_TTL": str(RATELIMIT_CHECK_TTL),
             "QCOS_ANON_RATE_LIMIT": "1000000/minute",
             "SLURM_CONF": str(SLURM_CONF),
             **extra,
@@ -829,15 +874,20 @@ def trial_slurmdbd_down(chaos: Chaos, gateway: Gateway, seconds: float) -> None:
         completed_during = gateway.query(
             "SELECT count(*) AS n FROM jobs WHERE id LIKE 'dbd-%' AND status = 'completed' AND completed_at > :t",
             t=stopped_at)[0].n
+        restarting = time.monotonic()
         chaos.slurm.up()
         back = time.monotonic()
-        time.sleep(2)
+        probe.wait_cleared("accounting", since=back, timeout=RECOVERY_WITHIN)
     job_ids = sorted(load.answers.accepted)
     settled = chaos.settle(gateway, job_ids, since=since, fault_ended=back)
     outcome = count(Outcome(f"slurmdbd stopped {seconds:g} s"), settled, job_ids, load.answers, probe)
     outcome.notes.append(f"{completed_during} completed while it was down")
     if seconds >= 8:
         outcome.checks["jobs completed while it was down"] = completed_during > 0
+    reported, notes = degraded_reported(probe, "accounting", stopped=stopped, restarting=restarting, back=back,
+                                        within=ACCOUNTING_REPORT_WITHIN)
+    outcome.checks[f"GET / reported it within {ACCOUNTING_REPORT_WITHIN:g} s, until the restart, not after"] = reported
+    outcome.notes += notes
     health = {(s.status_code, s.queue_connected) for s in probe.between(stopped, back)}
     outcome.notes.append("GET / meanwhile: " + ", ".join(sorted(f"{c} connected={q}" for c, q in health)))
     chaos.record(outcome)
@@ -874,15 +924,20 @@ def trial_redis_down(chaos: Chaos, gateway: Gateway, seconds: float) -> None:
         limited = _rate_limit_headers(gateway, 4)
         time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
         during = set(load.answers.accepted)
+        restarting = time.monotonic()
         chaos.redis.start()
         back = time.monotonic()
-        time.sleep(2)
+        probe.wait_cleared("rate_limiter", since=back, timeout=RECOVERY_WITHIN)
     job_ids = sorted(load.answers.accepted)
     settled = chaos.settle(gateway, job_ids, since=since, fault_ended=back)
     outcome = count(Outcome(f"Redis stopped {seconds:g} s"), settled, job_ids, load.answers, probe)
     accepted_during = sum(1 for j in during if load.answers.accepted[j] >= stopped)
     outcome.notes.append(f"{accepted_during} accepted while it was down")
     outcome.checks["requests still limited (X-RateLimit-Limit) while it was down"] = all(limited)
+    reported, notes = degraded_reported(probe, "rate_limiter", stopped=stopped, restarting=restarting, back=back,
+                                        within=RATELIMIT_REPORT_WITHIN)
+    outcome.checks[f"GET / reported it within {RATELIMIT_REPORT_WITHIN:g} s, until the restart, not after"] = reported
+    outcome.notes += notes
     chaos.record(outcome)
 
 

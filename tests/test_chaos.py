@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import Answers, Outcome, Settled, count, runs_by_job
+from tests.chaos import Answers, HealthSample, Outcome, Settled, count, degraded_reported, runs_by_job
 from tests.components import missing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,29 @@ def test_unexpected_answers_and_refusals_fail_a_trial():
     refused = count(Outcome("t"), _settled(), [], Answers(refused=["POST /execute 429 ..."]))
     assert refused.checks == {"every circuit accepted": False} and not refused.clean
     assert count(Outcome("t"), _settled(), [], Answers(cut=2, expected_503=4)).clean
+
+
+class _Probe:
+    def __init__(self, *samples: tuple[float, tuple[str, ...] | None]) -> None:
+        self.samples = [HealthSample(at, 200 if degraded is not None else None, True, degraded)
+                        for at, degraded in samples]
+
+    def between(self, start, end):
+        return [s for s in self.samples if start <= s.at <= end]
+
+
+@pytest.mark.parametrize(("samples", "held"), [
+    # Named 3 s after the stop, kept until the restart (at 10), dropped 1 s after it is back (at 12).
+    ([(1, ()), (3, ("accounting",)), (6, ("accounting",)), (12, ("accounting",)), (13, ()), (15, ())], True),
+    ([(1, ()), (6, ("accounting",)), (9, ("accounting",)), (13, ())], False),  # too late
+    ([(3, ("accounting",)), (5, ()), (7, ("accounting",)), (13, ())], False),  # lost it meanwhile
+    ([(3, ("accounting",)), (13, ()), (14, ("accounting",))], False),  # back again after recovery
+    ([(3, ("accounting",)), (13, ("accounting",))], False),  # never cleared
+    ([(3, ("accounting",)), (4, None), (13, ())], True),  # no answer (a 503) is neither
+])
+def test_degraded_is_reported_in_time_held_and_cleared(samples, held):
+    reported, notes = degraded_reported(_Probe(*samples), "accounting", stopped=0, restarting=10, back=12, within=5)
+    assert reported is held, notes
 
 
 def _prerequisites() -> list[str]:
