@@ -248,6 +248,11 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
             # Last: the counter row stays locked until the commit.
             reserve_daily_jobs(session, user_id=user.id, tier=plans[0].tier, now=now, count=len(jobs))
     except IntegrityError:
+        if ids:
+            # The same batch sent twice at once: the other request stored it first.
+            repeat = _existing_batch(runtime, user, requests, fingerprints)
+            if repeat is not None:
+                return repeat
         taken = _taken_index(runtime, requests)
         where = f"circuits[{taken}]: job_id {requests[taken].job_id}" if taken is not None else "a job_id"
         raise JobIdConflict(f"{where} is already in use by a different job; choose another job_id") from None

@@ -49,7 +49,8 @@ class BatchResponse(BaseModel):
     batch_id: str
     job_ids: list[str]
     count: int
-    status: str
+    status: Literal["queued", "exists"] = Field(
+        description="queued: this request stored the batch (201); exists: it repeats a stored batch (200)")
     estimated_time_seconds: int
 
 

@@ -77,6 +77,41 @@ def test_job_ids_must_be_new_and_a_whole_repeat_answers_the_same_batch(client, r
     assert _count(runtime) == 2
 
 
+def test_a_repeat_that_raced_the_first_request_answers_the_same_batch(client, runtime, api_key, mocker):
+    """The repeat found nothing stored when it looked, then lost the insert to the first request."""
+    import gateway.jobs
+
+    circuits = [{"qasm": BELL, "job_id": "r-1"}, {"qasm": BELL, "job_id": "r-2"}]
+    first = _post(client, api_key, circuits)
+    look = gateway.jobs._existing_batch
+    calls: list[int] = []
+
+    def first_look_misses(*args):
+        calls.append(1)
+        return None if len(calls) == 1 else look(*args)
+
+    mocker.patch.object(gateway.jobs, "_existing_batch", side_effect=first_look_misses)
+    again = _post(client, api_key, circuits)
+    assert len(calls) == 2  # the look before storing, and the one after the insert failed
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["batch_id"] == first.get_json()["batch_id"]
+    assert again.get_json()["status"] == "exists" and first.get_json()["status"] == "queued"
+    assert _count(runtime) == 2
+
+
+def test_the_same_batch_sent_at_once_from_many_threads_is_stored_once(client, runtime, api_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    circuits = [{"qasm": BELL, "job_id": f"t-{i}"} for i in range(5)]
+    app = client.application
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: _post(app.test_client(), api_key, circuits), range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] * 7 + [201], [a.get_json() for a in answers]
+    assert len({a.get_json()["batch_id"] for a in answers}) == 1
+    assert _count(runtime) == 5
+
+
 def test_another_users_batch_is_not_found(client, runtime, api_key):
     batch_id = _post(client, api_key, [{"qasm": BELL}]).get_json()["batch_id"]
     other = make_user(runtime)[1]
