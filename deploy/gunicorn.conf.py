@@ -39,11 +39,14 @@ import shutil
 import signal
 import tempfile
 
+# Job data, secrets and metrics files belong to the service user only, whatever
+# the umask the service was started with; forked workers inherit it.
+os.umask(0o077)
 _private_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _private_metrics_dir = tempfile.mkdtemp(prefix="qcos-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir
-os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], mode=0o700, exist_ok=True)
 
 from gateway.config import Settings  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
 from gateway.logs import gunicorn_logconfig  # noqa: E402

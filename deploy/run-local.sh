@@ -9,7 +9,7 @@ bin=.venv/bin
 # Prometheus values of the gunicorn workers and the poller, merged by GET /metrics;
 # emptied here, before either starts (stale files would add old counts).
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/metrics}"
-mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p -m 700 "$PROMETHEUS_MULTIPROC_DIR"
 rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
 "$bin/qcos" db upgrade
 "$bin/qcos" users ensure-demo

@@ -387,6 +387,9 @@ def run() -> None:
     reported in one line instead of a traceback."""
     from sqlalchemy.exc import OperationalError
 
+    # What the poller, the dispatcher and the local executor's jobs write
+    # (work dirs, results) belongs to the service user only, whatever the umask.
+    os.umask(0o077)
     try:
         main(standalone_mode=True)
     except OperationalError as exc:

@@ -391,4 +391,6 @@ def mpi_rank() -> int:
 
 
 if __name__ == "__main__":
+    # Results belong to the service user only, whatever the batch job's umask.
+    os.umask(0o077)
     sys.exit(main())

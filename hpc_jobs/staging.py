@@ -84,7 +84,9 @@ def stage_pack(
 def _fresh_dir(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
-    path.mkdir(parents=True, mode=0o700)
+    # The parent too (``_packs``): mkdir applies its mode to the last folder only.
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.mkdir(mode=0o700)
     return path
 
 

@@ -106,6 +106,48 @@ def test_staging_a_pack_writes_each_jobs_dir_and_the_packs_manifest_and_script(t
     assert script.rstrip().endswith(f"-m hpc_jobs.runner --pack {root / '_packs' / 'pack-1'}")
 
 
+def test_pack_folders_and_the_local_registry_are_private_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    from hpc_jobs.executors.local import LocalExecutor
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    previous = os.umask(0)
+    try:
+        params = RunParameters(job_id="private-1", shots=10, seed=1)
+        written = stage_pack(tmp_path / "work", pack_id="pack-p", profile=load_profile("dev"),
+                             members=[PackMember(params.job_id, BELL, params)])
+        executor = LocalExecutor(tmp_path / "registry", slots=1)
+        job_id = executor.submit(written[-1], job_name="qcos-pack-p")
+    finally:
+        os.umask(previous)
+    pack_dir = written[-1]
+    assert {mode(p) for p in (written[0], pack_dir.parent, pack_dir)} == {0o700}
+    assert mode(tmp_path / "registry") == 0o700 and mode(tmp_path / "registry" / job_id) == 0o700
+    executor.cancel([job_id])
+
+
+def test_the_services_and_the_runner_start_with_umask_077():
+    """The entry points, which tests otherwise bypass: gunicorn's config, ``qcos``, ``python -m hpc_jobs.runner``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    starts = {
+        "gunicorn": "import runpy; runpy.run_path('deploy/gunicorn.conf.py')",
+        "qcos": "from gateway import cli; sys.argv = ['qcos', '--help']; cli.run()",
+        "runner": "import runpy; sys.argv = ['runner']; runpy.run_module('hpc_jobs.runner', run_name='__main__')",
+    }
+    for name, start in starts.items():
+        code = f"import os, sys\nos.umask(0)\ntry:\n    {start}\nexcept SystemExit:\n    pass\nprint(oct(os.umask(0)))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+        assert done.stdout.strip().splitlines()[-1:] == ["0o77"], (name, done.stdout[-500:], done.stderr[-2000:])
+
+
 # --------------------------------------------------------------------------- golden scripts
 
 GOLDEN_DIR = Path(__file__).parent / "golden"

@@ -65,7 +65,8 @@ class LocalExecutor:
         job_id = _ID_PREFIX + secrets.token_hex(8)
         entry = self.registry / job_id
         try:
-            entry.mkdir(parents=True)
+            self.registry.mkdir(parents=True, exist_ok=True, mode=0o700)
+            entry.mkdir(mode=0o700)
             (entry / "work_dir").write_text(str(Path(work_dir).resolve()), encoding="utf-8")
             (entry / "job_name").write_text(job_name, encoding="utf-8")
         except OSError as exc:
@@ -177,7 +178,7 @@ class LocalExecutor:
     def ping(self) -> bool:
         """True when the registry folder is writable (the local "scheduler" is up)."""
         try:
-            self.registry.mkdir(parents=True, exist_ok=True)
+            self.registry.mkdir(parents=True, exist_ok=True, mode=0o700)
             return os.access(self.registry, os.W_OK)
         except OSError:
             return False

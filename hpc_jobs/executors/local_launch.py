@@ -54,7 +54,7 @@ def _free_slot(slots_dir: Path, slots: int, entry: Path):
 
 def _run_child(entry: Path, work_dir: Path, slots_dir: Path, slots: int) -> int:
     (entry / "pid").write_text(str(os.getpid()))
-    slots_dir.mkdir(parents=True, exist_ok=True)
+    slots_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _free_slot(slots_dir, slots, entry) as lock:
         if lock is None or (entry / "cancelled").exists():
             workdir.write_atomically(entry / "exit", str(-signal.SIGTERM))
