@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
@@ -66,6 +67,7 @@ def json_body(limit: int | None = None) -> dict:
     ``limit`` bytes (default ``QCOS_MAX_BODY_BYTES``), 400 for anything unparsable."""
     if not request.is_json:
         raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
+    _require_utf8("The JSON body")
     raw = _raw_body(limit)
     try:
         body = json.loads(raw)
@@ -73,9 +75,12 @@ def json_body(limit: int | None = None) -> dict:
         raise InvalidRequest("The body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:
-        # Nesting too deep for the parser, or an integer beyond Python's digit limit.
-        raise InvalidRequest(f"The body is not acceptable JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise InvalidRequest("The body is nested too deeply") from None
+    except ValueError:
+        # What is left of json.loads' ValueErrors: an integer beyond Python's digit limit.
+        raise InvalidRequest(f"The body has a number with too many digits (at most {sys.get_int_max_str_digits()})"
+                             ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object")
     return body
@@ -99,10 +104,15 @@ def _utf8(raw: bytes, what: str) -> str:
         raise InvalidRequest(f"{what} is not UTF-8 text") from None
 
 
-def _circuit_body_fields() -> dict[str, str]:
+def _require_utf8(what: str) -> None:
+    """415 unless the Content-Type's charset, if any, is UTF-8 (or its subset ASCII)."""
     charset = (request.mimetype_params.get("charset") or "utf-8").lower()
     if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
-        raise UnsupportedMediaType(f"The circuit must be sent as UTF-8 text, not {charset[:40]}")
+        raise UnsupportedMediaType(f"{what} must be sent as UTF-8 text, not {charset[:40]}")
+
+
+def _circuit_body_fields() -> dict[str, str]:
+    _require_utf8("The circuit")
     return {"qasm": _utf8(_raw_body(), "The body")}
 
 
