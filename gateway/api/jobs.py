@@ -99,7 +99,7 @@ _HOW_TO_SEND = ("send the circuit as JSON (Content-Type: application/json), as t
 
 def _utf8(raw: bytes, what: str) -> str:
     try:
-        return raw.decode("utf-8-sig")  # a byte order mark from an editor is not part of the program
+        return raw.decode("utf-8")  # a leading byte order mark is dropped from qasm by ExecuteRequest
     except UnicodeDecodeError:
         raise InvalidRequest(f"{what} is not UTF-8 text") from None
 

@@ -99,9 +99,27 @@ def test_an_url_encoded_form_with_a_qasm_field(client, runtime, api_key):
     assert _job(runtime, created.get_json()["job_id"]).shots == 40
 
 
-def test_a_byte_order_mark_is_not_part_of_the_program(client, api_key):
-    response = _post(client, api_key, data=b"\xef\xbb\xbf" + BELL_FILE.encode(), headers={"Content-Type": "text/plain"})
-    assert response.status_code == 201, response.get_data(as_text=True)
+@pytest.mark.parametrize("form", ["text/plain", "json", "form-file", "form-text", "url-encoded", "batch"])
+def test_a_byte_order_mark_is_not_part_of_the_program_in_any_form(client, runtime, api_key, form):
+    qasm = "\ufeff" + BELL_FILE
+    sent = {
+        "text/plain": lambda: _post(client, api_key, data=qasm.encode(), headers={"Content-Type": "text/plain"}),
+        "json": lambda: _post(client, api_key, json={"qasm": qasm}),
+        "form-file": lambda: _post(client, api_key, data={"qasm": _file(qasm.encode())},
+                                   content_type="multipart/form-data"),
+        "form-text": lambda: _post(client, api_key, data={"qasm": qasm}, content_type="multipart/form-data"),
+        "url-encoded": lambda: _post(client, api_key, data={"qasm": qasm},
+                                     content_type="application/x-www-form-urlencoded"),
+        "batch": lambda: _post(client, api_key, "/batches", json={"circuits": [{"qasm": qasm}]}),
+    }[form]()
+    assert sent.status_code == 201, sent.get_data(as_text=True)
+    job_id = sent.get_json()["job_ids"][0] if form == "batch" else sent.get_json()["job_id"]
+    assert _job(runtime, job_id).qasm == BELL_FILE
+
+
+def test_only_one_byte_order_mark_is_dropped(client, api_key):
+    detail = _error(_post(client, api_key, json={"qasm": "\ufeff\ufeff" + BELL_FILE}), 400, "CIRCUIT_INVALID")
+    assert "line 1" in detail
 
 
 def test_a_dry_run_of_a_file(client, runtime, api_key):
