@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from flask import Blueprint, current_app, g, request, url_for
@@ -92,6 +93,8 @@ CIRCUIT_MEDIA_TYPES = ("text/plain", "application/vnd.openqasm")
 FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 #: Fields a circuit body (or a form) may take from the query string.
 _QUERY_FIELDS = ("shots", "job_id")
+#: Every query parameter of ``POST /execute``; ``dry_run`` goes with every form of body.
+_EXECUTE_QUERY = ("dry_run", *_QUERY_FIELDS)
 _HOW_TO_SEND = ("send the circuit as JSON (Content-Type: application/json), as the body itself "
                 "(curl --data-binary @bell.qasm -H 'Content-Type: text/plain'), or as a form "
                 "(curl -F qasm=@bell.qasm -F shots=1024)")
@@ -139,9 +142,23 @@ def _form_fields() -> dict[str, str]:
     return fields
 
 
+def _execute_query() -> dict[str, str]:
+    """The query of ``POST /execute``, each parameter once: 400 for a name not in
+    :data:`_EXECUTE_QUERY` (a typo such as ``shot`` would otherwise run 1024
+    shots) or one given more than once, as in a form."""
+    for name in request.args:
+        if name not in _EXECUTE_QUERY:
+            raise InvalidRequest(f"Unknown query parameter {name[:40]!r}: POST /execute takes dry_run, and "
+                                 f"{' and '.join(_QUERY_FIELDS)} with a circuit or form body")
+        if len(request.args.getlist(name)) > 1:
+            raise InvalidRequest(f"The query parameter {name[:40]!r} is given more than once")
+    return request.args.to_dict()
+
+
 def _execute_request() -> ExecuteRequest:
     """The submission in any of the accepted forms (see :func:`execute`); 400, 413 or 415 otherwise."""
-    in_query = {name: request.args[name] for name in _QUERY_FIELDS if name in request.args}
+    query = _execute_query()
+    in_query = {name: query[name] for name in _QUERY_FIELDS if name in query}
     if request.is_json:
         if in_query:
             raise InvalidRequest(f"With a JSON body, {' and '.join(in_query)} go in the body, not the query")
@@ -152,6 +169,10 @@ def _execute_request() -> ExecuteRequest:
         if twice:
             raise InvalidRequest(f"{', '.join(twice)} given both in the query and in the body")
         data.update(in_query)
+        shots = data.get("shots")
+        # Only digits: int() and pydantic would also take "+5", " 5" or other scripts' digits.
+        if isinstance(shots, str) and not re.fullmatch(r"[0-9]+", shots):
+            raise InvalidRequest(f"Invalid request: shots: must be decimal digits 0-9, got {shots[:20]!r}")
     else:
         raise UnsupportedMediaType(f"Unsupported Content-Type {request.mimetype[:60]!r}: {_HOW_TO_SEND}")
     try:
@@ -194,8 +215,8 @@ def execute():
     ``application/x-www-form-urlencoded``) with the fields ``qasm`` (a file
     or text), ``shots`` and ``job_id``. Every form is validated alike.
     """
-    dry = _parse_bool("dry_run", "false")
     body = _execute_request()
+    dry = _parse_bool("dry_run", "false")
     runtime = current_app.extensions["qcos"]
     if dry:
         return DryRunResponse(**jobs.dry_run(runtime, g.user, body)), 200
