@@ -215,10 +215,16 @@ def submit_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequest
     job_id answers the existing batch (``created`` False).
     """
     fingerprints = [request_fingerprint(r) for r in requests]
-    ids = [r.job_id for r in requests if r.job_id is not None]
-    if len(ids) != len(set(ids)):
-        repeated = next(i for i, r in enumerate(requests) if r.job_id is not None and ids.count(r.job_id) > 1)
-        raise JobIdConflict(f"circuits[{repeated}]: job_id {requests[repeated].job_id} appears twice in the batch")
+    first_index: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        if request.job_id is None:
+            continue
+        if request.job_id in first_index:
+            # Name the circuit that repeats an id: the earlier one is where the id belongs.
+            raise JobIdConflict(f"circuits[{index}]: job_id {request.job_id} is already given to "
+                                f"circuits[{first_index[request.job_id]}] in this batch")
+        first_index[request.job_id] = index
+    ids = list(first_index)
     if ids:
         repeat = _existing_batch(runtime, user, requests, fingerprints)
         if repeat is not None:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StrictInt, StrictStr
 from pydantic.json_schema import SkipJsonSchema
 
 #: Custom job ids: 1–64 characters, letters, digits, ``_``, ``-``, ``.``,
@@ -22,14 +22,22 @@ DEFAULT_SHOTS = 1024
 MAX_SHOTS_CEILING = 10_000_000
 
 
+def _without_byte_order_mark(value: object) -> object:
+    # Editors on Windows start files with U+FEFF; it is not part of the program,
+    # and qiskit.qasm2 would call it a non-ASCII byte at line 1, column 1.
+    return value.removeprefix("\ufeff") if isinstance(value, str) else value
+
+
 class ExecuteRequest(BaseModel):
     """``POST /execute`` body: ``qasm`` (OpenQASM 2.0 text), ``shots`` (≥ 1,
     default 1024), optional ``job_id``. Unknown fields are refused, so a typo
-    like ``shot`` is an error instead of a silent default."""
+    like ``shot`` is an error instead of a silent default. One byte order mark
+    at the start of ``qasm`` is dropped, whichever form of body carried it:
+    every form (JSON, the program as the body, a form, a batch) passes here."""
 
     model_config = ConfigDict(extra="forbid")
 
-    qasm: StrictStr = Field(min_length=1)
+    qasm: Annotated[StrictStr, BeforeValidator(_without_byte_order_mark)] = Field(min_length=1)
     shots: StrictInt = Field(default=DEFAULT_SHOTS, ge=1, le=MAX_SHOTS_CEILING)
     job_id: StrictStr | None = Field(default=None, pattern=JOB_ID_REGEX)
 

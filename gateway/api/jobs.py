@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
@@ -66,6 +68,7 @@ def json_body(limit: int | None = None) -> dict:
     ``limit`` bytes (default ``QCOS_MAX_BODY_BYTES``), 400 for anything unparsable."""
     if not request.is_json:
         raise UnsupportedMediaType("The body must be JSON, sent with Content-Type: application/json")
+    _require_utf8("The JSON body")
     raw = _raw_body(limit)
     try:
         body = json.loads(raw)
@@ -73,9 +76,12 @@ def json_body(limit: int | None = None) -> dict:
         raise InvalidRequest("The body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:
-        # Nesting too deep for the parser, or an integer beyond Python's digit limit.
-        raise InvalidRequest(f"The body is not acceptable JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise InvalidRequest("The body is nested too deeply") from None
+    except ValueError:
+        # What is left of json.loads' ValueErrors: an integer beyond Python's digit limit.
+        raise InvalidRequest(f"The body has a number with too many digits (at most {sys.get_int_max_str_digits()})"
+                             ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object")
     return body
@@ -87,6 +93,8 @@ CIRCUIT_MEDIA_TYPES = ("text/plain", "application/vnd.openqasm")
 FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 #: Fields a circuit body (or a form) may take from the query string.
 _QUERY_FIELDS = ("shots", "job_id")
+#: Every query parameter of ``POST /execute``; ``dry_run`` goes with every form of body.
+_EXECUTE_QUERY = ("dry_run", *_QUERY_FIELDS)
 _HOW_TO_SEND = ("send the circuit as JSON (Content-Type: application/json), as the body itself "
                 "(curl --data-binary @bell.qasm -H 'Content-Type: text/plain'), or as a form "
                 "(curl -F qasm=@bell.qasm -F shots=1024)")
@@ -94,15 +102,20 @@ _HOW_TO_SEND = ("send the circuit as JSON (Content-Type: application/json), as t
 
 def _utf8(raw: bytes, what: str) -> str:
     try:
-        return raw.decode("utf-8-sig")  # a byte order mark from an editor is not part of the program
+        return raw.decode("utf-8")  # a leading byte order mark is dropped from qasm by ExecuteRequest
     except UnicodeDecodeError:
         raise InvalidRequest(f"{what} is not UTF-8 text") from None
 
 
-def _circuit_body_fields() -> dict[str, str]:
+def _require_utf8(what: str) -> None:
+    """415 unless the Content-Type's charset, if any, is UTF-8 (or its subset ASCII)."""
     charset = (request.mimetype_params.get("charset") or "utf-8").lower()
     if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
-        raise UnsupportedMediaType(f"The circuit must be sent as UTF-8 text, not {charset[:40]}")
+        raise UnsupportedMediaType(f"{what} must be sent as UTF-8 text, not {charset[:40]}")
+
+
+def _circuit_body_fields() -> dict[str, str]:
+    _require_utf8("The circuit")
     return {"qasm": _utf8(_raw_body(), "The body")}
 
 
@@ -129,9 +142,23 @@ def _form_fields() -> dict[str, str]:
     return fields
 
 
+def _execute_query() -> dict[str, str]:
+    """The query of ``POST /execute``, each parameter once: 400 for a name not in
+    :data:`_EXECUTE_QUERY` (a typo such as ``shot`` would otherwise run 1024
+    shots) or one given more than once, as in a form."""
+    for name in request.args:
+        if name not in _EXECUTE_QUERY:
+            raise InvalidRequest(f"Unknown query parameter {name[:40]!r}: POST /execute takes dry_run, and "
+                                 f"{' and '.join(_QUERY_FIELDS)} with a circuit or form body")
+        if len(request.args.getlist(name)) > 1:
+            raise InvalidRequest(f"The query parameter {name[:40]!r} is given more than once")
+    return request.args.to_dict()
+
+
 def _execute_request() -> ExecuteRequest:
     """The submission in any of the accepted forms (see :func:`execute`); 400, 413 or 415 otherwise."""
-    in_query = {name: request.args[name] for name in _QUERY_FIELDS if name in request.args}
+    query = _execute_query()
+    in_query = {name: query[name] for name in _QUERY_FIELDS if name in query}
     if request.is_json:
         if in_query:
             raise InvalidRequest(f"With a JSON body, {' and '.join(in_query)} go in the body, not the query")
@@ -142,6 +169,10 @@ def _execute_request() -> ExecuteRequest:
         if twice:
             raise InvalidRequest(f"{', '.join(twice)} given both in the query and in the body")
         data.update(in_query)
+        shots = data.get("shots")
+        # Only digits: int() and pydantic would also take "+5", " 5" or other scripts' digits.
+        if isinstance(shots, str) and not re.fullmatch(r"[0-9]+", shots):
+            raise InvalidRequest(f"Invalid request: shots: must be decimal digits 0-9, got {shots[:20]!r}")
     else:
         raise UnsupportedMediaType(f"Unsupported Content-Type {request.mimetype[:60]!r}: {_HOW_TO_SEND}")
     try:
@@ -184,8 +215,8 @@ def execute():
     ``application/x-www-form-urlencoded``) with the fields ``qasm`` (a file
     or text), ``shots`` and ``job_id``. Every form is validated alike.
     """
-    dry = _parse_bool("dry_run", "false")
     body = _execute_request()
+    dry = _parse_bool("dry_run", "false")
     runtime = current_app.extensions["qcos"]
     if dry:
         return DryRunResponse(**jobs.dry_run(runtime, g.user, body)), 200

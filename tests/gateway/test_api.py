@@ -343,6 +343,32 @@ class TestHostileInput:
         _assert_error(response, 400, "INVALID_REQUEST")
         assert _job_count(runtime) == 0
 
+    @pytest.mark.parametrize(("raw", "words"), [
+        ("[" * 100_000 + "]" * 100_000, "The body is nested too deeply"),
+        ('{"qasm": "x", "shots": ' + "9" * 5000 + "}", "The body has a number with too many digits"),
+    ], ids=["deep-array", "5000-digit-int"])
+    @pytest.mark.parametrize("path", ["/execute", "/batches"])
+    def test_bodies_beyond_the_parsers_limits_are_told_in_the_apis_words(self, client, api_key, raw, words, path):
+        response = client.post(path, data=raw, headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+        detail = _assert_error(response, 400, "INVALID_REQUEST")["detail"]
+        assert detail.startswith(words)
+        assert not any(internal in detail for internal in ("recursion", "sys.", "set_int_max_str_digits"))
+
+    @pytest.mark.parametrize("content_type", ["application/json; charset=latin1", "application/json; charset=UTF-16",
+                                              "application/json; Charset=ISO-8859-1"])
+    @pytest.mark.parametrize("path", ["/execute", "/batches"])
+    def test_json_in_another_charset_is_415(self, client, runtime, api_key, content_type, path):
+        body = {"qasm": BELL} if path == "/execute" else {"circuits": [{"qasm": BELL}]}
+        response = client.post(path, data=json.dumps(body), headers={"X-API-Key": api_key, "Content-Type": content_type})
+        assert "UTF-8" in _assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")["detail"]
+        assert _job_count(runtime) == 0
+
+    @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/json; charset=UTF8"])
+    def test_json_declared_as_utf8_is_accepted(self, client, api_key, content_type):
+        response = client.post("/execute", data=json.dumps({"qasm": BELL}),
+                               headers={"X-API-Key": api_key, "Content-Type": content_type})
+        assert response.status_code == 201, response.get_data(as_text=True)
+
     def test_compressed_body_is_415(self, client, api_key):
         response = client.post("/execute", data=b"\x1f\x8b", headers={
             "X-API-Key": api_key, "Content-Type": "application/json", "Content-Encoding": "gzip"})

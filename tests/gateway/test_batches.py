@@ -72,8 +72,11 @@ def test_job_ids_must_be_new_and_a_whole_repeat_answers_the_same_batch(client, r
     assert again.get_json()["batch_id"] == first.get_json()["batch_id"]
     clash = _post(client, api_key, [{"qasm": BELL, "job_id": "b-9"}, {"qasm": BELL, "job_id": "b-1", "shots": 5}])
     assert clash.status_code == 409 and clash.get_json()["detail"].startswith("circuits[1]")
-    twice = _post(client, api_key, [{"qasm": BELL, "job_id": "x"}, {"qasm": BELL, "job_id": "x"}])
-    assert twice.status_code == 409
+    twice = _post(client, api_key, [{"qasm": BELL, "job_id": "d-1"}, {"qasm": BELL, "job_id": "d-2"},
+                                    {"qasm": BELL, "job_id": "d-1"}])
+    # The circuit that repeats an id is at fault, not the one that first gave it.
+    assert twice.status_code == 409 and twice.get_json()["detail"].startswith("circuits[2]: job_id d-1 ")
+    assert "circuits[0]" in twice.get_json()["detail"]
     assert _count(runtime) == 2
 
 

@@ -99,9 +99,27 @@ def test_an_url_encoded_form_with_a_qasm_field(client, runtime, api_key):
     assert _job(runtime, created.get_json()["job_id"]).shots == 40
 
 
-def test_a_byte_order_mark_is_not_part_of_the_program(client, api_key):
-    response = _post(client, api_key, data=b"\xef\xbb\xbf" + BELL_FILE.encode(), headers={"Content-Type": "text/plain"})
-    assert response.status_code == 201, response.get_data(as_text=True)
+@pytest.mark.parametrize("form", ["text/plain", "json", "form-file", "form-text", "url-encoded", "batch"])
+def test_a_byte_order_mark_is_not_part_of_the_program_in_any_form(client, runtime, api_key, form):
+    qasm = "\ufeff" + BELL_FILE
+    sent = {
+        "text/plain": lambda: _post(client, api_key, data=qasm.encode(), headers={"Content-Type": "text/plain"}),
+        "json": lambda: _post(client, api_key, json={"qasm": qasm}),
+        "form-file": lambda: _post(client, api_key, data={"qasm": _file(qasm.encode())},
+                                   content_type="multipart/form-data"),
+        "form-text": lambda: _post(client, api_key, data={"qasm": qasm}, content_type="multipart/form-data"),
+        "url-encoded": lambda: _post(client, api_key, data={"qasm": qasm},
+                                     content_type="application/x-www-form-urlencoded"),
+        "batch": lambda: _post(client, api_key, "/batches", json={"circuits": [{"qasm": qasm}]}),
+    }[form]()
+    assert sent.status_code == 201, sent.get_data(as_text=True)
+    job_id = sent.get_json()["job_ids"][0] if form == "batch" else sent.get_json()["job_id"]
+    assert _job(runtime, job_id).qasm == BELL_FILE
+
+
+def test_only_one_byte_order_mark_is_dropped(client, api_key):
+    detail = _error(_post(client, api_key, json={"qasm": "\ufeff\ufeff" + BELL_FILE}), 400, "CIRCUIT_INVALID")
+    assert "line 1" in detail
 
 
 def test_a_dry_run_of_a_file(client, runtime, api_key):
@@ -128,6 +146,49 @@ def test_bad_query_fields_are_invalid_request(client, runtime, api_key, query, m
     detail = _error(_post(client, api_key, f"/execute?{query}", data=BELL_FILE, headers={"Content-Type": "text/plain"}),
                     400, "INVALID_REQUEST")
     assert mentions in detail
+    assert _job_count(runtime) == 0
+
+
+@pytest.mark.parametrize("query", ["shots=%2B5", "shots=%205", "shots=5%20", "shots=%D9%A5", "shots=5%0A",
+                                   "shots=0x10", "shots=1_000"])
+def test_shots_in_the_query_are_decimal_digits_only(client, runtime, api_key, query):
+    # int() and pydantic take "+5", " 5", "٥" (an Arabic-Indic 5) and "1_000"; the README promises digits.
+    detail = _error(_post(client, api_key, f"/execute?{query}", data=BELL_FILE, headers={"Content-Type": "text/plain"}),
+                    400, "INVALID_REQUEST")
+    assert "shots" in detail and "digits" in detail
+    assert _job_count(runtime) == 0
+
+
+@pytest.mark.parametrize("shots", ["+5", " 5", "5 ", "\u0665"])
+def test_shots_in_a_form_are_decimal_digits_only(client, runtime, api_key, shots):
+    for content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        detail = _error(_post(client, api_key, data={"qasm": BELL_FILE, "shots": shots}, content_type=content_type),
+                        400, "INVALID_REQUEST")
+        assert "shots" in detail and "digits" in detail
+    assert _job_count(runtime) == 0
+
+
+@pytest.mark.parametrize(("query", "names"), [
+    ("shot=5", "'shot'"), ("jobid=abc", "'jobid'"), ("shots=5&dryrun=true", "'dryrun'"),
+    ("shots=5&shots=6", "'shots' is given more than once"), ("job_id=a&job_id=a", "'job_id' is given more than once"),
+    ("dry_run=true&dry_run=false", "'dry_run' is given more than once"),
+])
+@pytest.mark.parametrize("body", ["text/plain", "form", "json"])
+def test_unknown_and_repeated_query_parameters_are_refused_as_in_a_form(client, runtime, api_key, query, names, body):
+    if body == "json" and "dry_run" not in query:
+        query += "&dry_run=true"  # shots and job_id alone are refused with a JSON body anyway
+    sent = {"text/plain": {"data": BELL_FILE, "headers": {"Content-Type": "text/plain"}},
+            "form": {"data": {"qasm": BELL_FILE}, "content_type": "multipart/form-data"},
+            "json": {"json": {"qasm": BELL}}}[body]
+    detail = _error(_post(client, api_key, f"/execute?{query}", **sent), 400, "INVALID_REQUEST")
+    assert names in detail
+    assert _job_count(runtime) == 0
+
+
+def test_dry_run_is_the_one_query_parameter_of_a_json_body(client, runtime, api_key):
+    assert _post(client, api_key, "/execute?dry_run=true", json={"qasm": BELL}).status_code == 200
+    detail = _error(_post(client, api_key, "/execute?shots=5", json={"qasm": BELL}), 400, "INVALID_REQUEST")
+    assert "shots" in detail and "body" in detail
     assert _job_count(runtime) == 0
 
 
