@@ -206,8 +206,16 @@ def keys_revoke(key_id: int) -> None:
     from gateway.accounts import revoke_key
 
     with _transaction() as session:
+        already = _key_revoked(session, key_id)
         key = revoke_key(session, key_id)
-        click.echo(f"key {key.id} ({key.prefix}…) revoked")
+        click.echo(f"key {key.id} ({key.prefix}…) " + ("was already revoked" if already else "revoked"))
+
+
+def _key_revoked(session, key_id: int) -> bool:
+    from gateway.models import ApiKey
+
+    key = session.get(ApiKey, key_id)
+    return key is not None and key.revoked_at is not None
 
 
 def _runtime():

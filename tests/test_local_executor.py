@@ -96,3 +96,11 @@ def test_a_free_slot_is_used_while_another_job_runs(tmp_path):
         assert _wait_state(executor, job_id, {"COMPLETED"}, timeout=15).state == "COMPLETED"
     assert executor.observe([long])[long].state == "RUNNING"
     executor.cancel([long])
+
+
+def test_the_partition_is_this_machine_with_its_cpus_and_memory(tmp_path):
+    import os
+
+    (row,) = LocalExecutor(tmp_path / "registry", slots=2).partitions()
+    total_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    assert (row.partition, row.cpus, row.memory_mb, row.state) == ("local", "2", str(total_mb), "idle")

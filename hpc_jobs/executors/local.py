@@ -173,7 +173,7 @@ class LocalExecutor:
         busy = sum(1 for row in self.queue() if row.state == "RUNNING")
         state = "idle" if busy == 0 else ("allocated" if busy >= self.slots else "mixed")
         return [SinfoRow(partition="local", is_default=True, available="up", time_limit=None, node_count=1,
-                         state=state, node_list=platform.node(), cpus=str(self.slots), memory_mb="", reason=None)]
+                         state=state, node_list=platform.node(), cpus=str(self.slots), memory_mb=_memory_mb(), reason=None)]
 
     def ping(self) -> bool:
         """True when the registry folder is writable (the local "scheduler" is up)."""
@@ -211,3 +211,11 @@ def _alive(pid: int) -> bool:
 
 
 __all__ = ["LocalExecutor"]
+
+
+def _memory_mb() -> str:
+    """This machine's physical memory in MiB, as sinfo prints ``%m``; ``""`` where unknown."""
+    try:
+        return str(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20))
+    except (OSError, ValueError):
+        return ""

@@ -78,3 +78,16 @@ def test_usage_export_matches_user_usage_for_every_user(tmp_path, database_url, 
 
     refused = _invoke(["admin", "usage-export", "--month", "2024-13"], tmp_path, database_url)
     assert refused.exit_code == 1 and "YYYY-MM" in refused.output
+
+
+def test_revoking_a_key_twice_says_it_was_already_revoked(tmp_path, database_url, app):
+    created = _invoke(["users", "create", "--email", "rev@example.org"], tmp_path, database_url)
+    key = re.search(r"api_key: (qcos_\S+)", created.output).group(1)
+    user_id = re.search(r"user_id: (\S+)", created.output).group(1)
+    key_id = re.search(r"^\s*(\d+)\s", _invoke(["keys", "list", user_id], tmp_path, database_url).output, re.M).group(1)
+    first = _invoke(["keys", "revoke", key_id], tmp_path, database_url)
+    again = _invoke(["keys", "revoke", key_id], tmp_path, database_url)
+    assert (first.exit_code, again.exit_code) == (0, 0)
+    assert first.output.rstrip().endswith(") revoked") and again.output.rstrip().endswith("was already revoked")
+    assert app.test_client().get("/user/me", headers={"X-API-Key": key}).status_code == 401
+
