@@ -53,6 +53,18 @@ class Stack:
                 raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch['counts']}")
             time.sleep(0.5)
 
+    def wait_connected(self, timeout: float = 30) -> dict:
+        """``GET /`` once it says ``queue_connected`` (the poller's first cycle reached the
+        scheduler and the gateway's one-second cache of it expired); fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = requests.get(f"{self.base_url}/", timeout=10).json()
+            if health["queue_connected"]:
+                return health
+            if time.monotonic() > deadline:
+                raise AssertionError(f"GET / not connected after {timeout} s: {health}")
+            time.sleep(0.2)
+
     @property
     def work_root(self) -> Path:
         """Where the jobs' and packs' work dirs are (``QCOS_WORK_ROOT``, default ``<state>/jobs``)."""
