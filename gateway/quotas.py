@@ -26,8 +26,10 @@ which holds the lock only while that statement and its commit run.
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable
 
 from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.orm import Session
@@ -70,30 +72,24 @@ def check_job_size(tier: Tier, *, num_qubits: int, shots: int) -> None:
 _NO_LIMIT_ROOM = 2**31 - 1
 
 
+@functools.cache
 def counter_upsert(dialect_name: str):
     """The conditional upsert of the module docstring for ``"postgresql"``
     or ``"sqlite"``, with bind parameters ``user_id``, ``day``, ``count`` and
     ``room`` (see :func:`counter_params`); it returns one row (``jobs``, the
     new count) when counted, none when refused. Built once per dialect."""
-    statement = _UPSERTS.get(dialect_name)
-    if statement is None:
-        if dialect_name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        count = bindparam("count", type_=Integer)
-        statement = (
-            insert(DailyUsage).values(user_id=bindparam("user_id"), day=bindparam("day"), jobs=count)
-            .on_conflict_do_update(index_elements=[DailyUsage.user_id, DailyUsage.day],
-                                   set_={"jobs": DailyUsage.jobs + count},
-                                   where=DailyUsage.jobs <= bindparam("room", type_=Integer))
-            .returning(DailyUsage.jobs)
-        )
-        _UPSERTS[dialect_name] = statement
-    return statement
-
-
-_UPSERTS: dict[str, object] = {}
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    count = bindparam("count", type_=Integer)
+    return (
+        insert(DailyUsage).values(user_id=bindparam("user_id"), day=bindparam("day"), jobs=count)
+        .on_conflict_do_update(index_elements=[DailyUsage.user_id, DailyUsage.day],
+                               set_={"jobs": DailyUsage.jobs + count},
+                               where=DailyUsage.jobs <= bindparam("room", type_=Integer))
+        .returning(DailyUsage.jobs)
+    )
 
 
 def counter_params(*, user_id: str, tier: Tier, now: datetime, count: int) -> dict:
@@ -173,6 +169,15 @@ class JobCountCache:
         if entry is None or entry[0] != day:
             return None
         return entry[1], entry[2]
+
+    def read(self, user_id: str, day: date, load: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """The cached counts, or ``load()``'s (then kept, unless a submission raced the load)."""
+        counts = self.get(user_id, day)
+        if counts is None:
+            generation = self.generation(user_id)
+            counts = load()
+            self.put(user_id, day, counts, generation)
+        return counts
 
     def generation(self, user_id: str) -> int:
         """Pass to :meth:`put` what this returned before the read."""

@@ -47,12 +47,8 @@ def me():
     user = g.user
     tier = tier_of(runtime.tiers, user.tier)
     day = utc_day(utcnow())
-    counts = runtime.job_counts.get(user.id, day)
-    if counts is None:
-        generation = runtime.job_counts.generation(user.id)
-        counts = runtime.db.fetch_one(_JOB_COUNTS, {"user_id": user.id, "day": day})
-        runtime.job_counts.put(user.id, day, counts, generation)
-    today, total = counts
+    today, total = runtime.job_counts.read(
+        user.id, day, lambda: runtime.db.fetch_one(_JOB_COUNTS, {"user_id": user.id, "day": day}))
     return UserResponse(
         user_id=user.id, email=user.email, tier=tier.name, daily_job_limit=tier.daily_job_limit,
         max_qubits=tier.max_qubits, max_shots=tier.max_shots, jobs_today=today, jobs_total=total,

@@ -210,12 +210,12 @@ def _alive(pid: int) -> bool:
         return True
 
 
-__all__ = ["LocalExecutor"]
-
-
 def _memory_mb() -> str:
     """This machine's physical memory in MiB, as sinfo prints ``%m``; ``""`` where unknown."""
     try:
         return str(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20))
     except (OSError, ValueError):
         return ""
+
+
+__all__ = ["LocalExecutor"]
