@@ -284,6 +284,12 @@ def _existing_batch(runtime: Runtime, user: User, requests: Sequence[ExecuteRequ
                 and all(found[i].user_id == user.id and found[i].request_hash == f for i, f in zip(ids, fingerprints)))
         if not same:
             index = next(i for i, r in enumerate(requests) if r.job_id in found)
+            job = found[requests[index].job_id]
+            if job.user_id == user.id and job.request_hash == fingerprints[index]:
+                # The same circuit sent again, but not as a whole batch that can be answered again.
+                raise JobIdConflict(f"circuits[{index}]: job_id {job.id} is already used by this circuit in an "
+                                    "earlier batch; a batch is answered again only when it is repeated whole, "
+                                    "every circuit with its job_id")
             raise JobIdConflict(f"circuits[{index}]: job_id {requests[index].job_id} is already in use by a "
                                 "different job; choose another job_id")
         batch = session.get(Batch, batch_ids.pop())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, url_for
+from flask import Blueprint, current_app, g, request, url_for
 from pydantic import ValidationError
 
 from gateway import jobs
@@ -29,6 +29,11 @@ def create():
     quota counts each circuit, all or none. Each circuit becomes an ordinary
     job (``/status``, ``/results``, ``/jobs``, cancel). 201 with ``Location``;
     200 for a repeat of a batch whose circuits all carry their ``job_id``."""
+    if request.args:
+        # Everything goes in the body; ?shots=5 would otherwise be ignored silently.
+        name = next(iter(request.args))
+        raise InvalidRequest(f"Unknown query parameter {name[:40]!r}: POST /batches takes none; "
+                             "shots and job_id go in each circuit of the body")
     runtime = current_app.extensions["qcos"]
     limit = runtime.settings.batch_max_circuits
     body = json_body(limit=runtime.settings.max_batch_body_bytes)

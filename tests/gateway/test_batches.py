@@ -115,6 +115,24 @@ def test_the_same_batch_sent_at_once_from_many_threads_is_stored_once(client, ru
     assert _count(runtime) == 5
 
 
+def test_repeating_a_batch_whose_circuits_do_not_all_carry_a_job_id_says_why_it_is_refused(client, api_key):
+    circuits = [{"qasm": BELL}, {"qasm": BELL, "job_id": "p-1"}]
+    assert _post(client, api_key, circuits).status_code == 201
+    again = _post(client, api_key, circuits)
+    assert again.status_code == 409
+    detail = again.get_json()["detail"]
+    assert detail.startswith("circuits[1]: job_id p-1 is already used by this circuit in an earlier batch")
+    assert "every circuit with its job_id" in detail
+
+
+def test_batches_take_no_query_parameters(client, runtime, api_key):
+    for query in ("shots=5", "shot=5", "job_id=x"):
+        response = client.post(f"/batches?{query}", json={"circuits": [{"qasm": BELL}]}, headers={"X-API-Key": api_key})
+        assert response.status_code == 400, query
+        assert query.split("=")[0] in response.get_json()["detail"]
+    assert _count(runtime) == 0
+
+
 def test_another_users_batch_is_not_found(client, runtime, api_key):
     batch_id = _post(client, api_key, [{"qasm": BELL}]).get_json()["batch_id"]
     other = make_user(runtime)[1]
