@@ -93,7 +93,10 @@ def _sign_in_and_cancel(chromium, stack, admin_key, tmp_path):
     assert "Cancel" in readings, readings
 
     button.click()
-    flash = chromium.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    # As at sign-in, the click returns before the browser has loaded the answer.
+    flash = WebDriverWait(chromium, 15).until(
+        lambda driver: driver.find_elements(By.CSS_SELECTOR, ".flash.ok"),
+        message=f"no confirmation: {chromium.find_element(By.TAG_NAME, 'body').text[:500]}")[0].text
     assert flash == f"Job {JOB_ID}: failed (cancelled by an administrator)"
     answer = tmp_path / "admin-cancelled.png"
     chromium.save_screenshot(str(answer))
