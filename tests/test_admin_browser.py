@@ -10,6 +10,7 @@ import time
 
 import pytest
 import requests
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -41,6 +42,18 @@ def _wait_for(chromium, predicate, what: str, timeout: float = 60):
     pytest.fail(f"the admin page never showed {what}:\n{chromium.find_element(By.TAG_NAME, 'main').text}")
 
 
+def _settle(chromium, condition, what: str, timeout: float = 15):
+    """Wait, without reloading, for ``condition(driver)`` to be truthy and return it.
+
+    A click returns before Chromium has loaded the page it leads to, so a node
+    found early may belong to a document being replaced: a stale node counts
+    as not yet. On timeout the failure shows the page as it is then."""
+    try:
+        return WebDriverWait(chromium, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
+    except TimeoutException:
+        pytest.fail(f"the admin page never showed {what}:\n{chromium.find_element(By.TAG_NAME, 'body').text[:500]}")
+
+
 def test_sign_in_see_a_running_job_and_cancel_it(tmp_path, chromium):
     with gateway_stack(tmp_path, database_url=f"sqlite:///{tmp_path / 'qcos.db'}", workers=1) as stack:
         issued = subprocess.run([str(BIN / "qcos"), "keys", "issue", "e2e@example.org", "--admin"], env=stack.env,
@@ -59,10 +72,7 @@ def _sign_in_and_cancel(chromium, stack, admin_key, tmp_path):
     assert chromium.current_url.endswith("/admin/login")
     chromium.find_element(By.ID, "api_key").send_keys(admin_key)
     chromium.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
-    # The click returns before the browser has followed the redirect.
-    WebDriverWait(chromium, 15).until(
-        lambda driver: driver.current_url.endswith("/admin/"),
-        message=f"not signed in: {chromium.find_element(By.TAG_NAME, 'body').text[:500]}")
+    _settle(chromium, lambda driver: driver.current_url.endswith("/admin/"), "the dashboard after signing in")
     cookie = chromium.get_cookie("qcos_admin")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
     assert admin_key not in cookie["value"]
@@ -94,9 +104,8 @@ def _sign_in_and_cancel(chromium, stack, admin_key, tmp_path):
 
     button.click()
     # As at sign-in, the click returns before the browser has loaded the answer.
-    flash = WebDriverWait(chromium, 15).until(
-        lambda driver: driver.find_elements(By.CSS_SELECTOR, ".flash.ok"),
-        message=f"no confirmation: {chromium.find_element(By.TAG_NAME, 'body').text[:500]}")[0].text
+    flash = _settle(chromium, lambda driver: [node.text for node in driver.find_elements(By.CSS_SELECTOR, ".flash.ok")],
+                    "the cancel confirmation")[0]
     assert flash == f"Job {JOB_ID}: failed (cancelled by an administrator)"
     answer = tmp_path / "admin-cancelled.png"
     chromium.save_screenshot(str(answer))
