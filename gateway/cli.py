@@ -241,15 +241,24 @@ def admin_queue() -> None:
         entries = live_queue(_runtime())
     except ExecutorError as exc:
         raise click.ClickException(f"the scheduler did not answer: {exc}") from None
-    click.echo(f"{'SLURM_ID':<12} {'PACK':<22} {'JOBS':>5} {'USERS':<24} {'PARTITION':<12} {'STATE':<11} "
-               f"{'ELAPSED':>8}  REASON")
-    for e in entries:
-        users = ",".join(e.user_ids) or "-"
-        click.echo(f"{e.slurm_job_id:<12} {e.pack_id or '-':<22} {len(e.job_ids):>5} {users[:24]:<24} "
-                   f"{e.partition:<12} {e.state:<11} {e.elapsed_seconds if e.elapsed_seconds is not None else '-':>8}"
-                   f"  {e.reason or ''}")
-        for job_id in e.job_ids:
-            click.echo(f"{'':<12} └ {job_id}")
+    headers = ("SLURM_ID", "PACK", "JOBS", "USERS", "PARTITION", "STATE", "ELAPSED", "REASON")
+    rows = [(e.slurm_job_id, e.pack_id or "-", str(len(e.job_ids)), ",".join(e.user_ids) or "-", e.partition,
+             e.state, "-" if e.elapsed_seconds is None else str(e.elapsed_seconds), e.reason or "")
+            for e in entries]
+    # Each column as wide as its widest cell: a local id (``local-`` and 16
+    # hex digits) is wider than Slurm's numbers.
+    widths = [max(map(len, column)) for column in zip(headers, *rows)]
+
+    def line(cells):
+        padded = [cell.rjust(width) if name in ("JOBS", "ELAPSED") else cell.ljust(width)
+                  for name, cell, width in zip(headers, cells, widths)]
+        return "  ".join(padded).rstrip()
+
+    click.echo(line(headers))
+    for entry, cells in zip(entries, rows):
+        click.echo(line(cells))
+        for job_id in entry.job_ids:
+            click.echo(f"{'':<{widths[0]}}  └ {job_id}")
 
 
 @admin.command("cluster")

@@ -91,3 +91,27 @@ def test_revoking_a_key_twice_says_it_was_already_revoked(tmp_path, database_url
     assert first.output.rstrip().endswith(") revoked") and again.output.rstrip().endswith("was already revoked")
     assert app.test_client().get("/user/me", headers={"X-API-Key": key}).status_code == 401
 
+
+
+def test_admin_queue_columns_line_up_with_local_and_slurm_ids(tmp_path, database_url, mocker):
+    from gateway.schemas import QueueEntry
+
+    def entry(slurm_job_id, pack_id, job_ids, state, elapsed):
+        return QueueEntry(slurm_job_id=slurm_job_id, pack_id=pack_id, job_id=None, user_id=None, job_ids=job_ids,
+                          user_ids=["u1"] if job_ids else [], name="qcos-pack", partition="debug", state=state,
+                          reason=None if elapsed else "Priority", elapsed_seconds=elapsed, node_list=None)
+
+    mocker.patch("gateway.cli._runtime")
+    mocker.patch("gateway.jobs.live_queue", return_value=[
+        entry("local-0123456789abcdef", "pk_0123456789abcdef0123", ["a", "b"], "RUNNING", 1234),
+        entry("7", None, [], "PENDING", None)])
+    result = _invoke(["admin", "queue"], tmp_path, database_url)
+    assert result.exit_code == 0, result.output
+    header, first, _a, _b, second = result.output.splitlines()
+    # Every column starts where its header does, whatever the width of the ids before it.
+    for name, first_value, second_value in (("PACK", "pk_0123456789abcdef0123", "-"), ("PARTITION", "debug", "debug"),
+                                            ("STATE", "RUNNING", "PENDING")):
+        assert first.index(first_value) == second.index(second_value) == header.index(name), result.output
+    # Numbers end where their header ends.
+    assert first.rindex("1234") + 4 == header.index("ELAPSED") + len("ELAPSED")
+    assert second.endswith("Priority")
