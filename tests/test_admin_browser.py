@@ -1,11 +1,13 @@
 """The admin page in a real browser against a running gateway and poller: sign in
 with an admin key, see a running job, cancel it. Screenshots are read back with
-OCR, so the test checks what a person sees, not only the HTML."""
+OCR, so the test checks what a person sees, not only the HTML. A full pack
+(served from the test app, with the queue mocked) is one folded row."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -118,3 +120,49 @@ def _sign_in_and_cancel(chromium, stack, admin_key, tmp_path):
 
     status = requests.get(f"{stack.base_url}/status/{JOB_ID}", headers=stack.headers(), timeout=10).json()
     assert (status["status"], status["error"]) == ("failed", "cancelled by an administrator")
+
+
+@pytest.fixture
+def served(app):
+    """The test app served over HTTP from a thread: base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_full_pack_is_one_folded_row_until_opened(served, runtime, chromium, mocker, tmp_path):
+    from gateway.accounts import find_user, issue_key
+    from gateway.schemas import QueueEntry
+    from tests.conftest import make_user
+
+    user_id, _ = make_user(runtime, email="root@example.org")
+    with runtime.db.transaction() as session:
+        admin_key = issue_key(session, find_user(session, user_id), admin=True)
+    job_ids = [f"sweep-{i:03d}" for i in range(250)]
+    mocker.patch("gateway.jobs.live_queue", return_value=[
+        QueueEntry(slurm_job_id="901", pack_id="pk_sweep", job_id=None, user_id=None, job_ids=job_ids,
+                   user_ids=["u_a", "u_b"], name="qcos-pack", partition="debug", state="RUNNING", reason=None,
+                   elapsed_seconds=65, node_list="nid001")])
+    chromium.get(f"{served}/admin/login")
+    chromium.find_element(By.ID, "api_key").send_keys(admin_key)
+    chromium.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    _settle(chromium, lambda driver: driver.find_elements(By.CSS_SELECTOR, "#queue details.jobs"), "the folded pack")
+    row = chromium.find_element(By.CSS_SELECTOR, "#queue tbody tr")
+    buttons = row.find_elements(By.CSS_SELECTOR, "button[aria-label^='Cancel job ']")
+    assert len(buttons) == 250 and not any(button.is_displayed() for button in buttons[:3])
+    assert row.size["height"] < 120, row.size
+    page = tmp_path / "folded.png"
+    chromium.save_screenshot(str(page))
+    seen = ocr_text(page)
+    assert "250 jobs" in seen and "u_a, u_b" in seen, seen
+    row.find_element(By.TAG_NAME, "summary").click()
+    first = row.find_element(By.CSS_SELECTOR, "button[aria-label='Cancel job sweep-000']")
+    assert first.is_displayed() and row.size["height"] > 250 * 20

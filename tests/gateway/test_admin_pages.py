@@ -191,3 +191,22 @@ def test_the_summary_counts_jobs_and_the_oldest_waiting_for_a_batch_job(client, 
     summary = client.get("/admin/").get_data(as_text=True).split('id="summary"')[1].split("</section>")[0]
     numbers = re.findall(r'<span class="number">([^<]+)</span>', summary)
     assert numbers[:2] == ["2", "1"] and re.fullmatch(r"2m 1\ds", numbers[2])
+
+
+def test_a_big_pack_folds_its_jobs_and_names_every_user(client, admin, mocker):
+    from gateway.schemas import QueueEntry
+
+    big = [f"job-{i:03d}" for i in range(250)]
+    mocker.patch("gateway.jobs.live_queue", return_value=[
+        QueueEntry(slurm_job_id="901", pack_id="pk_big", job_id=None, user_id=None, job_ids=big,
+                   user_ids=["u_a", "u_b"], name="qcos-pack", partition="debug", state="RUNNING", reason=None,
+                   elapsed_seconds=5, node_list="nid001"),
+        QueueEntry(slurm_job_id="902", pack_id="pk_small", job_id="solo", user_id="u_c", job_ids=["solo"],
+                   user_ids=["u_c"], name="qcos-pack", partition="debug", state="PENDING", reason="Priority",
+                   elapsed_seconds=None, node_list=None)])
+    _sign_in(client, admin[1])
+    rows = client.get("/admin/").get_data(as_text=True).split('id="queue"')[1].split("</table>")[0].split("<tr")[2:]
+    big_row, small_row = rows
+    assert "<summary>250 jobs</summary>" in big_row and big_row.count('aria-label="Cancel job ') == 250
+    assert "<td>u_a, u_b</td>" in big_row
+    assert "<details" not in small_row and 'aria-label="Cancel job solo"' in small_row and "<td>u_c</td>" in small_row
