@@ -506,6 +506,10 @@ _NESTED_CALL_COST = 1
 _DEFINITION_COST = 10
 _BODY_OPERATION_COST = 2
 _BODY_CHARACTERS_PER_UNIT = 256
+#: Inside a gate, a barrier or a call of another file gate costs one more
+#: unit per this many qubits it names: inlining maps each of them, and a
+#: barrier over 1024 qubits is an object of 1024 (0.4 ms, not 10 us).
+_QUBITS_PER_UNIT = 16
 # Sums are capped: exponential nesting must not build huge integers.
 _CAP = 1 << 62
 
@@ -525,6 +529,8 @@ class _GateCost:
     # whose values may differ from call to call.
     new_builds: int = 0
     nesting: int = 1  # 1: a body of library operations only
+    # Cost units of mapping qubits while inlining one call (see _QUBITS_PER_UNIT).
+    mapping: int = 0
 
 
 def _gate_headers(code: str) -> dict[str, tuple[bool, int]]:
@@ -540,7 +546,8 @@ def _too_costly(limits: CircuitLimits, allowed: int, operations: int, calls: int
         f"the circuit is too costly to check: its first {operations} operations, {calls} calls of the"
         f" file's own gates and {conditionals} conditional operations already weigh more than {allowed}"
         f" (an operation weighs 1, an 'if' {_CONDITIONAL_COST} more, a call of a file gate"
-        f" {_NESTED_CALL_COST} to {_TOP_LEVEL_CALL_COST}, building a gate's definition for new"
+        f" {_NESTED_CALL_COST} to {_TOP_LEVEL_CALL_COST}, a barrier or call inside a gate 1 more per"
+        f" {_QUBITS_PER_UNIT} qubits, building a gate's definition for new"
         f" parameter values {_DEFINITION_COST} plus {_BODY_OPERATION_COST} per operation in its body)"
     )
 
@@ -580,7 +587,7 @@ def _check_cost(bytecode: list, library_size: int, code: str, limits: CircuitLim
             else:
                 operations += gate.operations
                 calls += 1 + gate.calls
-                work += gate.operations + _TOP_LEVEL_CALL_COST + _NESTED_CALL_COST * gate.calls
+                work += gate.operations + _TOP_LEVEL_CALL_COST + _NESTED_CALL_COST * gate.calls + gate.mapping
                 if gate.has_parameters:
                     key = (gate_id, *parameters)
                     if key not in seen:
@@ -601,10 +608,16 @@ def _check_cost(bytecode: list, library_size: int, code: str, limits: CircuitLim
                 if inner.opcode == OpCode.EndDeclareGate:
                     break
                 gate.build += _BODY_OPERATION_COST
+                if inner.opcode == OpCode.Barrier:
+                    gate.operations += 1
+                    gate.mapping = min(_CAP, gate.mapping + len(inner.operands[0]) // _QUBITS_PER_UNIT)
+                    continue
                 callee = gates[inner.operands[0]] if inner.opcode == OpCode.Gate else None
-                if callee is None:  # a library gate or a barrier
+                if callee is None:  # a library gate
                     gate.operations += 1
                     continue
+                gate.mapping = min(
+                    _CAP, gate.mapping + callee.mapping + len(inner.operands[2]) // _QUBITS_PER_UNIT)
                 gate.operations = min(_CAP, gate.operations + callee.operations)
                 gate.calls = min(_CAP, gate.calls + 1 + callee.calls)
                 if callee.has_parameters:

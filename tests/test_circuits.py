@@ -627,6 +627,9 @@ WORST_CASES = {
     "barriers over 1024 qubits": lambda: _filled(
         HEADER + "qreg q[1024];\ncreg c[1024];\n",
         lambda i: "barrier " + ",".join(f"q[{j}]" for j in range(1024)) + ";", _END),
+    "barriers over 1024 qubits inside gates": lambda: _to_budget(
+        HEADER + "qreg q[1024];\ncreg c[1];\n" + _wide_gates(1024, 6, "barrier ARGS;"),
+        lambda i: "f6 " + ",".join(f"q[{j}]" for j in range(1024)) + ";", "measure q[0] -> c[0];\n"),
     "deeply nested parentheses": lambda: _Q1 + "rz(" + "(" * 400_000 + "1" + ")" * 400_000 + ") q[0];\n" + _END,
 }
 
@@ -669,6 +672,37 @@ def test_a_fan_out_to_2_17_operations_is_refused_before_it_is_built():
         load_circuit(_Q2 + fan + "f16 q[0],q[1];\n" + _END)
     assert time.process_time() - started < 0.5
 
+
+
+def _wide_gates(width: int, levels: int, leaf: str) -> str:
+    """Gates over ``width`` qubits: f0's body is ``leaf`` (ARGS: its argument
+    list), each next level calls the one below twice."""
+    args = ",".join(f"a{i}" for i in range(width))
+    return f"gate f0 {args} {{ {leaf.replace('ARGS', args)} }}\n" + "".join(
+        f"gate f{k} {args} {{ f{k - 1} {args}; f{k - 1} {args}; }}\n" for k in range(1, levels + 1))
+
+
+def _wide_fan(width: int, levels: int, leaf: str) -> str:
+    """A program that calls the top gate of :func:`_wide_gates` once."""
+    return (HEADER + f"qreg q[{width}];\ncreg c[1];\n" + _wide_gates(width, levels, leaf) + f"f{levels} "
+            + ",".join(f"q[{i}]" for i in range(width)) + ";\nmeasure q[0] -> c[0];\n")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # 40,960 barriers over 1024 qubits, each weighed as one operation: 15 s to build.
+        _wide_fan(1024, 12, "barrier ARGS; " * 10),
+        # 65,535 nested calls that each pass 1024 qubits on: 3 s.
+        _wide_fan(1024, 15, "x a0;"),
+    ],
+    ids=["barriers", "calls"],
+)
+def test_wide_barriers_and_calls_inside_gates_are_weighed_by_their_qubits(source):
+    started = time.process_time()
+    with pytest.raises(CircuitError, match="too costly"):
+        load_circuit(source)
+    assert time.process_time() - started < 0.5
 
 @pytest.mark.parametrize(
     ("body", "per_shot"),
