@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 from qiskit import QuantumCircuit, qasm2
 
@@ -112,6 +112,11 @@ class CircuitLimits:
     ``max_gate_definitions``: ``gate`` plus ``opaque`` statements (1,000;
     Qiskit's parser costs the square of their number). ``max_gate_nesting``:
     the longest chain of file gates calling file gates (64).
+    ``max_statement_operators``: arithmetic operators (``+ - * / ^``) and
+    opening parentheses in one statement (1,000; real programs use a few):
+    Qiskit's parser keeps an expression inside a gate body as a tree as deep
+    as its operator chain, and freeing a chain of about 200,000 overflows the
+    C stack, killing the process after the request has been answered.
     ``max_validation_work``: the weighted cost of building, inlining and
     summarizing the circuit, in units of one operation (150,000): an
     operation weighs 1; an ``if`` 20 more (40 when it calls a file gate); a
@@ -128,6 +133,7 @@ class CircuitLimits:
     max_operations: int = 150_000
     max_gate_definitions: int = 1_000
     max_gate_nesting: int = 64
+    max_statement_operators: int = 1_000
     max_validation_work: int = 150_000
 
 
@@ -219,6 +225,24 @@ def _check_integers(code: str) -> None:
             raise _error_at(
                 code, match.start(), f"the integer {shown} is too large; integers must be below 2**64"
             )
+
+
+@cache
+def _busy_statement(operators: int) -> re.Pattern:
+    """A statement (text between ``;``, ``{`` and ``}``) with more than
+    ``operators`` operators and opening parentheses. Possessive runs, tried
+    only where a statement starts: linear in the program's size."""
+    return re.compile(r"(?:(?<=[;{}])|\A)(?:[^;{}+\-*/^(]*+[+\-*/^(]){%d}" % (operators + 1))
+
+
+def _check_statement_operators(code: str, limits: CircuitLimits) -> None:
+    match = _busy_statement(limits.max_statement_operators).search(code)
+    if match is not None:
+        start = match.start() + len(match.group()) - len(match.group().lstrip())
+        raise _error_at(
+            code, start, f"the statement has more than {limits.max_statement_operators} arithmetic operators"
+            f" and parentheses; at most {limits.max_statement_operators} are allowed"
+        )
 
 
 def _check_definition_count(code: str, limits: CircuitLimits) -> None:
@@ -692,6 +716,7 @@ def _parse(qasm: str, limits: CircuitLimits, allowed: int) -> _Parsed:
     _check_includes(code)
     register_sizes = _check_registers(code, limits)
     _check_integers(code)
+    _check_statement_operators(code, limits)
     _check_definition_count(code, limits)
     _check_operation_bound(code, register_sizes, limits)
 

@@ -7,6 +7,8 @@ The QASMBench circuits are read in place from ``<repo>/../shared/corpus``
 from __future__ import annotations
 
 import builtins
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -27,6 +29,7 @@ from hpc_jobs.circuits import (
     summarize,
     validation_cost,
 )
+from tests.conftest import REPO_ROOT
 
 QASMBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "qasmbench"
 SMALL_FILES = sorted((QASMBENCH / "small").glob("*/*.qasm")) if QASMBENCH.is_dir() else []
@@ -597,7 +600,8 @@ _PFAN = "gate p0(t) a,b { rz(t) a; cx b,a; }\n" + "".join(
     f"gate p{i}(t) a,b {{ p{i - 1}(t) a,b; p{i - 1}(t+1) b,a; }}\n" for i in range(1, 16))
 _CHAIN = "gate c0(t) a { rz(t) a; }\n" + "".join(f"gate c{i}(t) a {{ c{i - 1}(t+1) a; }}\n" for i in range(1, 64))
 _BIG_BODY = "gate big(t) a { " + "".join(f"rz(t*{j}) a; " for j in range(1000)) + "}\n"
-_LONG_EXPRESSION = "gate long(t) a { rz(t" + "+t" * 8000 + ") a; }\n"
+# As long as a statement may be: "rz(" and 999 operators.
+_LONG_EXPRESSION = "gate long(t) a { rz(t" + "+t" * 999 + ") a; }\n"
 _MANY = "".join(f"gate m{i}(t) a {{ rz(t) a; h a; }}\n" for i in range(1000))
 
 # Each program is as large as one bound lets it be (bytes, operations or cost).
@@ -630,7 +634,10 @@ WORST_CASES = {
     "barriers over 1024 qubits inside gates": lambda: _to_budget(
         HEADER + "qreg q[1024];\ncreg c[1];\n" + _wide_gates(1024, 6, "barrier ARGS;"),
         lambda i: "f6 " + ",".join(f"q[{j}]" for j in range(1024)) + ";", "measure q[0] -> c[0];\n"),
-    "deeply nested parentheses": lambda: _Q1 + "rz(" + "(" * 400_000 + "1" + ")" * 400_000 + ") q[0];\n" + _END,
+    "statements of nested parentheses": lambda: _filled(
+        _Q1, lambda i: "rz(" + "(" * 999 + f"{i}" + ")" * 999 + ") q[0];", _END),
+    "statements of operator chains inside gates": lambda: _filled(
+        _Q1, lambda i: f"gate x{i}(t) a {{ rz(t" + "^t" * 999 + ") a; }", _END),
 }
 
 
@@ -672,6 +679,37 @@ def test_a_fan_out_to_2_17_operations_is_refused_before_it_is_built():
         load_circuit(_Q2 + fan + "f16 q[0],q[1];\n" + _END)
     assert time.process_time() - started < 0.5
 
+
+
+@pytest.mark.parametrize("operator", ["+", "-", "*", "/", "^"])
+def test_a_statement_may_hold_1000_operators_and_parentheses(operator):
+    def program(operators: int) -> str:
+        # "rz(" is one; the chain brings the rest.
+        return _Q1 + f"gate g(t) a {{ rz(t{f'{operator}t' * (operators - 1)}) a; }}\ng(0.5) q[0];\n" + _END
+
+    load_circuit(program(1000))
+    with pytest.raises(CircuitError, match="more than 1000 arithmetic operators and parentheses") as refused:
+        load_circuit(program(1001))
+    assert (refused.value.line, refused.value.column) == (5, 15)  # where the statement starts
+
+
+def test_a_long_operator_chain_in_a_gate_is_refused_before_it_can_crash_the_process():
+    # Accepted before, then freeing Qiskit's 300,000-deep expression tree
+    # overflowed the C stack: SIGSEGV after the answer, in a later request.
+    probe = (
+        "import gc, sys\n"
+        "from hpc_jobs.circuits import CircuitError, load_circuit\n"
+        "qasm = 'OPENQASM 2.0;qreg q[1];creg c[1];gate g(t) a { U(t' + '^t' * 300000 + ',0,0) a; } g(1) q[0];'\n"
+        "try:\n"
+        "    load_circuit(qasm)\n"
+        "except CircuitError as error:\n"
+        "    print(error)\n"
+        "gc.collect()\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "more than 1000 arithmetic operators" in done.stdout and done.stdout.endswith("alive\n")
 
 
 def _wide_gates(width: int, levels: int, leaf: str) -> str:
