@@ -82,8 +82,11 @@ class CircuitError(ValueError):
     measurements). Qiskit reports 0-based columns; they are converted.
     """
 
+    #: Longer messages (a name from the program quoted whole) are cut here.
+    MAX_MESSAGE = 500
+
     def __init__(self, message: str, line: int | None = None, column: int | None = None):
-        self.message = message
+        self.message = message if len(message) <= self.MAX_MESSAGE else message[: self.MAX_MESSAGE - 3] + "..."
         self.line = line
         self.column = column
         super().__init__(str(self))
@@ -187,6 +190,8 @@ _GATE_DEFINITION = re.compile(r"\bgate\s+([A-Za-z_][A-Za-z0-9_]*)")
 # over the whole register.
 _IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b(?!\s*\[)")
 # Qiskit's QASM2ParseError messages start "<input>:LINE,COLUMN: ".
+_QUOTED_SHOWN = 40
+_LONG_QUOTED = re.compile("'([^'\n]{%d,})'" % (_QUOTED_SHOWN + 1))
 _QISKIT_POSITION = re.compile(r"^\s*(?P<source>[^\n]*?):(?P<line>\d+),(?P<column>\d+):\s*(?P<message>.*)\Z", re.S)
 
 
@@ -329,9 +334,16 @@ def _custom_instructions(code: str) -> list[qasm2.CustomInstruction]:
     return [ci for ci in qasm2.LEGACY_CUSTOM_INSTRUCTIONS if ci.name not in defined]
 
 
+def _shorten_quoted(match: re.Match) -> str:
+    token = match.group(1)
+    return f"'{token[:_QUOTED_SHOWN]}...' ({len(token)} characters)"
+
+
 def _from_qiskit_error(error: Exception) -> CircuitError:
     # QiskitError.__str__ quotes the message; ``message`` is the bare text.
     text = str(getattr(error, "message", None) or error)
+    # Qiskit quotes the offending token whole: a 1 MiB token would come back in the answer.
+    text = _LONG_QUOTED.sub(_shorten_quoted, text)
     match = _QISKIT_POSITION.match(text)
     if match is None:
         return CircuitError(text.strip() or type(error).__name__)

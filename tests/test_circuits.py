@@ -756,3 +756,14 @@ def test_shot_by_shot_circuits_are_recognised(body, per_shot):
     from hpc_jobs.circuits import simulates_shot_by_shot
 
     assert simulates_shot_by_shot(load_circuit(HEADER + body)) is per_shot
+
+
+@pytest.mark.parametrize("program", [
+    "x" * 100_000,  # one long token where the header should be
+    _Q1 + "gate g a { " + "z" * 5000 + " a; }\n" + _END,  # Qiskit quotes the unknown name whole
+    HEADER + "qreg " + "r" * 100_000 + "[2000];\n",  # our own message names the register
+])
+def test_an_error_quotes_at_most_a_short_piece_of_the_program(program):
+    with pytest.raises(CircuitError) as refused:
+        load_circuit(program)
+    assert len(str(refused.value)) <= 600, str(refused.value)[:200]
