@@ -28,6 +28,8 @@ be set before prometheus_client is first imported, so it is set here, in the
 master, before the application loads: to the operator's directory (shared
 with a poller on this host; emptied by whoever starts both, see
 ``deploy/run-local.sh``) or else to a fresh private one, removed at exit.
+Requests that are not valid HTTP never reach the app; gunicorn's worker
+(:class:`gateway.gunicorn_worker.JsonErrorWorker`) answers them with JSON errors.
 The access log is the application's (one line per request, with its request
 id); gunicorn's own is off. ``QCOS_LOG_FORMAT=json`` makes gunicorn's error
 log JSON lines too.
@@ -57,7 +59,9 @@ _single_process = _settings.ratelimit_enabled and _settings.ratelimit_storage_is
 
 bind = _settings.bind
 workers = 1 if _single_process else _settings.workers
-worker_class = "gthread"
+# gunicorn's gthread worker, answering requests that are not valid HTTP with JSON
+# errors in the API's format instead of gunicorn's HTML pages.
+worker_class = "gateway.gunicorn_worker.JsonErrorWorker"
 # Waiting /results requests sleep in their threads (at most QCOS_MAX_WAITING_REQUESTS
 # of them); keep plenty for everyone else.
 threads = _settings.threads
