@@ -263,6 +263,18 @@ class TestKeyedByAddress:
         # A valid key from the same address has its own budget.
         _assert_counted(_status(client, key), 10, 9)
 
+    def test_preflights_count_against_the_address_not_the_key(self, make_app):
+        app = make_app(anon_rate_limit="2/minute", cors_origins=["https://app.example.org"])
+        key = make_user(app.extensions["qcos"], tier="free")[1]
+        client = app.test_client()
+        preflight = {"Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "X-API-Key, Content-Type"}
+        first = client.options("/execute", headers=preflight)
+        assert first.status_code in (200, 204) and first.headers["Access-Control-Allow-Origin"]
+        _assert_counted(first, 2, 1)
+        # The browser's real request, with the key, has the key's whole budget.
+        _assert_counted(_status(client, key), 10, 9)
+
     def test_a_key_sent_to_an_open_route_is_not_looked_up(self, make_app):
         app = make_app(anon_rate_limit="2/minute")
         key = make_user(app.extensions["qcos"], tier="pro")[1]
