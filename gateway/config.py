@@ -82,6 +82,10 @@ variable counts as unset.
 ``QCOS_BIND``                   gunicorn's address (``127.0.0.1:8000``)
 ``QCOS_WORKERS``                gunicorn worker processes (min(4, CPUs))
 ``QCOS_THREADS``                threads per worker process (32)
+``QCOS_CLIENT_READ_TIMEOUT``    seconds a request thread waits for a client:
+                                its request line and headers must arrive
+                                within it, and its body may pause no longer
+                                (10); then 408 and the connection is closed
 ``QCOS_DB_POOL_SIZE``           PostgreSQL connections each process keeps
                                 open (5)
 ``QCOS_DB_MAX_OVERFLOW``        connections a process may open beyond the
@@ -334,6 +338,7 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: min(4, multiprocessing.cpu_count()), ge=1,
                          validation_alias=_env("WORKERS"))
     threads: int = Field(32, ge=1, validation_alias=_env("THREADS"))
+    client_read_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("CLIENT_READ_TIMEOUT"))
     db_pool_size: int = Field(5, ge=1, validation_alias=_env("DB_POOL_SIZE"))
     db_max_overflow: int = Field(0, ge=0, validation_alias=_env("DB_MAX_OVERFLOW"))
     db_pool_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("DB_POOL_TIMEOUT"))

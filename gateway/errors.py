@@ -8,7 +8,8 @@ The reference's codes (AUTH_REQUIRED, AUTH_INVALID, RATE_LIMITED,
 QUOTA_EXCEEDED, CIRCUIT_INVALID, JOB_NOT_FOUND, JOB_FAILED) are used where
 they apply; the codes the reference does not list (INVALID_REQUEST,
 JOB_ID_CONFLICT, NOT_FOUND, METHOD_NOT_ALLOWED, FORBIDDEN, PAYLOAD_TOO_LARGE,
-UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE, INTERNAL_ERROR, BATCH_NOT_FOUND) are documented
+UNSUPPORTED_MEDIA_TYPE, REQUEST_TIMEOUT, SERVICE_UNAVAILABLE, INTERNAL_ERROR, BATCH_NOT_FOUND) are
+documented
 in the README.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestTimeout
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,19 @@ class PayloadTooLarge(ApiError):
     error_code = "PAYLOAD_TOO_LARGE"
 
 
+class ClientReadTimeout(RequestTimeout):
+    """The client stopped sending its request: its headers did not arrive
+    within ``QCOS_CLIENT_READ_TIMEOUT`` seconds, or its body paused longer.
+    408 ``REQUEST_TIMEOUT``, and the connection is closed.
+
+    Raised by the gunicorn worker (:mod:`gateway.gunicorn_worker`) from a read
+    of the request, so from ``request.get_data()`` and the like while a view
+    reads the body. A werkzeug ``HTTPException``, not an ``OSError``: werkzeug
+    turns ``OSError`` while reading into a 400 "client disconnected", and the
+    views re-raise ``HTTPException`` as it is.
+    """
+
+
 class JobNotFound(ApiError):
     status_code = 404
     error_code = "JOB_NOT_FOUND"
@@ -156,6 +170,7 @@ _HTTP_CODES = {
     400: "INVALID_REQUEST",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     # Flask-Limiter's RateLimitExceeded is a werkzeug TooManyRequests; its
