@@ -16,7 +16,8 @@ Two sources, each used for what it can tell:
 
 A pack is over when the scheduler says so, or, when the scheduler cannot
 tell (sacct down), when the runner wrote its ``finished`` line. A pack the
-scheduler no longer reports at all is given up after the grace period; one
+scheduler no longer reports at all (not in squeue, and not in sacct or
+sacct down) is given up after the grace period; one
 in a state the lifecycle table does not know, after its own grace period.
 """
 
@@ -142,17 +143,24 @@ def judge_pack(
     unknown_grace: float,
 ) -> PackVerdict:
     """Decide a pack's state from the scheduler's ``observation`` (``None``:
-    not reported; ``complete`` False: a source failed, so absence proves
-    nothing) and its progress (``started``/``finished`` lines seen).
+    not reported; ``complete`` False: sacct failed, so only the live queue
+    was asked: absence from it still counts towards ``missing_grace``, with
+    a reason that says accounting could not tell) and its progress
+    (``started``/``finished`` lines seen).
     """
     if observation is None:
         if finished:
             return PackVerdict(False, True, None, None, None)
-        if not complete:
-            return PackVerdict(started, False, None, missing_since, unknown_since)
+        # squeue (the controller) answered and lists every live job, so absence
+        # from it counts even when sacct failed; only the reason differs.
         since = missing_since or now
         if now - since > timedelta(seconds=missing_grace):
-            reason = f"the scheduler lost track of the batch job: it was in neither squeue nor sacct for {missing_grace:g} s"
+            if complete:
+                reason = (f"the scheduler lost track of the batch job: it was in neither squeue nor sacct"
+                          f" for {missing_grace:g} s")
+            else:
+                reason = (f"the batch job left the queue (squeue) and accounting (sacct) could not say how it"
+                          f" ended for {missing_grace:g} s")
             return PackVerdict(False, True, reason, since, None)
         return PackVerdict(started, False, None, since, unknown_since)
     try:

@@ -47,9 +47,12 @@ def test_a_missing_pack_is_given_up_only_after_the_grace_period():
     assert later.ended and "neither squeue nor sacct" in later.reason
 
 
-def test_absence_proves_nothing_when_a_source_failed():
-    verdict = _judge(None, complete=False, missing_since=None)
-    assert not verdict.ended and verdict.missing_since is None
+def test_a_pack_gone_from_squeue_is_given_up_even_while_sacct_fails():
+    # squeue answered without it: it is not live, whatever slurmdbd says (or cannot say).
+    first = _judge(None, complete=False, missing_since=None)
+    assert not first.ended and first.missing_since == NOW
+    later = _judge(None, complete=False, missing_since=NOW - timedelta(seconds=61))
+    assert later.ended and "accounting (sacct) could not say" in later.reason
 
 
 def test_a_finished_runner_ends_the_pack_even_when_the_scheduler_cannot_tell():

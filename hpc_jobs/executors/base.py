@@ -56,8 +56,8 @@ class Observations(dict):
     """``{scheduler_job_id: JobObservation}`` from one observe call.
 
     ``complete`` is False when a source failed (sacct with slurmdbd down):
-    then a job missing from the answer may still exist, and its absence
-    must not count towards giving it up. ``accounting_ok``: whether the
+    then a job missing from the answer is known only to have left the live
+    queue, not how it ended. ``accounting_ok``: whether the
     accounting query of this call (sacct) answered; ``None`` when the call
     made none (the controller knew every job, or there is no accounting).
     """
