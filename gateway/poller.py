@@ -143,6 +143,15 @@ def _poll_pack(runtime: Runtime, pack: Pack, progress: Progress, observation, ob
         log.warning("pack %s: Slurm state %r is unknown to QCOS; giving it %g s", pack.id, verdict.unknown_state,
                     runtime.settings.unknown_state_grace_seconds)
     if verdict.ended:
+        if verdict.cancel and pack.scheduler_job_id:
+            # Slurm still holds the job: ending the pack alone would leave it
+            # running beside the new pack of its jobs, outside the live-pack cap.
+            try:
+                runtime.executor.cancel([pack.scheduler_job_id])
+            except ExecutorError as exc:
+                log.warning("pack %s: scancel of %s failed (%s); ending it next cycle", pack.id,
+                            pack.scheduler_job_id, exc)
+                return
         report.requeued_jobs += _end(runtime, pack, verdict.reason, observation, now)
         report.ended_packs.append(pack.id)
         return

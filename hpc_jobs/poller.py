@@ -119,7 +119,8 @@ class PackVerdict:
     ``ended``: the pack is over; ``reason`` says why when that was not a
     clean exit. ``missing_since``/``unknown_since``: the new values of those
     timers (unchanged when equal to the pack's). ``unknown_state``: a state
-    word to log once.
+    word to log once. ``cancel``: the batch job still exists in Slurm (given
+    up in a state unknown to QCOS) and must be scancelled before the pack ends.
     """
 
     running: bool
@@ -128,6 +129,7 @@ class PackVerdict:
     missing_since: datetime | None
     unknown_since: datetime | None
     unknown_state: str | None = None
+    cancel: bool = False
 
 
 def judge_pack(
@@ -170,7 +172,7 @@ def judge_pack(
         if now - since > timedelta(seconds=unknown_grace):
             return PackVerdict(False, True,
                                f"Slurm reported state {observation.state!r}, unknown to QCOS, for {unknown_grace:g} s",
-                               None, since)
+                               None, since, cancel=True)
         return PackVerdict(started, False, None, None, since,
                            unknown_state=observation.state if unknown_since is None else None)
     if status is JobStatus.COMPLETED:

@@ -264,3 +264,27 @@ def test_an_unreachable_scheduler_stops_the_submissions_of_a_cycle_and_is_report
     runtime.settings = runtime.settings.model_copy(update={"submit_recovery_seconds": 0})
     jobs = _drive(runtime, ids)
     assert {job.status for job in jobs.values()} == {"completed"}
+
+
+def test_a_pack_given_up_in_an_unknown_state_is_scancelled(client, runtime, api_key, mocker):
+    from hpc_jobs.executors.base import ExecutorError, JobObservation, Observations
+
+    _submit(client, api_key)
+    _quiet(runtime)
+    deadline = time.monotonic() + 30
+    while not dispatcher.dispatch_cycle(runtime).submitted:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with runtime.db.session() as session:
+        pack = session.scalar(select(Pack).where(Pack.state == PackState.SUBMITTED.value))
+    mocker.patch.object(runtime.executor, "observe", side_effect=lambda ids: Observations(
+        {i: JobObservation(i, "SOME_NEW_STATE") for i in ids}))
+    cancel = mocker.patch.object(runtime.executor, "cancel", side_effect=ExecutorError("controller down"))
+    now = utcnow()
+    assert not poll_cycle(runtime, now=now).ended_packs
+    later = now + timedelta(seconds=runtime.settings.unknown_state_grace_seconds + 1)
+    # scancel failed: the pack stays, to be cancelled and ended on a later cycle.
+    assert not poll_cycle(runtime, now=later).ended_packs
+    cancel.side_effect = None
+    assert poll_cycle(runtime, now=later).ended_packs == [pack.id]
+    assert cancel.call_args.args[0] == [pack.scheduler_job_id]
