@@ -152,8 +152,12 @@ def _poll_pack(runtime: Runtime, pack: Pack, progress: Progress, observation, ob
                 log.warning("pack %s: scancel of %s failed (%s); ending it next cycle", pack.id,
                             pack.scheduler_job_id, exc)
                 return
-        report.requeued_jobs += _end(runtime, pack, verdict.reason, observation, now)
-        report.ended_packs.append(pack.id)
+        # A state QCOS does not know says nothing a second batch job would
+        # fix: its jobs end now, with the reason, rather than run again.
+        requeued = _end(runtime, pack, verdict.reason, observation, now, retry=not verdict.cancel)
+        if requeued is not None:
+            report.requeued_jobs += requeued
+            report.ended_packs.append(pack.id)
         return
     changes = {}
     if verdict.missing_since != pack.missing_since:
@@ -263,22 +267,30 @@ def _job_values(outcome: JobOutcome, shots: int, now: datetime) -> dict:
             "b_time": seconds, "b_now": now, "b_started": now}
 
 
-def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: datetime) -> int:
+def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: datetime, *,
+         retry: bool = True) -> int | None:
     """Close a pack whose batch job is over. Its jobs without a progress line
-    get their outcome file read once; the rest run once more in a new pack
-    (``MAX_DISPATCHES``) or fail with the pack's reason. Returns the jobs
-    sent back to the queue."""
+    get their outcome files read (all of them in one read: one SFTP session
+    over SSH); the rest run once more in a new pack (``MAX_DISPATCHES``, and
+    ``retry``) or fail with the pack's reason. Returns the jobs sent back to
+    the queue, or ``None`` when the pack was not ended: its files could not
+    be read this cycle (the next one tries again), or another poller ended
+    it first."""
     with runtime.db.session() as session:
         leftovers = list(session.execute(select(Job.id, Job.work_dir, Job.shots, Job.dispatch_count).where(
             Job.pack_id == pack.id, Job.status.in_(_LIVE_JOB))))
+    paths = [PurePath(job.work_dir) / name for job in leftovers for name in (workdir.RESULT_FILE, workdir.ERROR_FILE)]
+    try:
+        texts = runtime.work_dirs.read_texts(paths) if paths else []
+    except Exception as exc:  # noqa: BLE001 - an unreachable file system this cycle; the next one retries
+        log.warning("pack %s: cannot read its jobs' outcome files (%s); ending it next cycle", pack.id, exc)
+        return None
     found, again, failed = [], [], []
-    for job in leftovers:
-        outcome = outcome_from_files(
-            job.id, _read(runtime, PurePath(job.work_dir) / workdir.RESULT_FILE),
-            _read(runtime, PurePath(job.work_dir) / workdir.ERROR_FILE))
+    for index, job in enumerate(leftovers):
+        outcome = outcome_from_files(job.id, texts[2 * index], texts[2 * index + 1])
         if outcome is not None:
             found.append(_job_values(outcome, job.shots, now))
-        elif job.dispatch_count < MAX_DISPATCHES:
+        elif retry and job.dispatch_count < MAX_DISPATCHES:
             again.append(job.id)
         else:
             failed.append(job.id)
@@ -288,7 +300,7 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
             state=PackState.ENDED.value, ended_at=now, error=why if (again or failed or reason) else None,
             slurm_state=(observation.state[:64] if observation is not None else pack.slurm_state))).rowcount
         if not ended:
-            return 0
+            return None
         if found:
             session.connection().execute(_FINAL_UPDATE.where(_jobs.c.pack_id == pack.id), found)
         if again:
@@ -298,7 +310,8 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
         if failed:
             session.execute(update(Job).where(Job.id.in_(failed), Job.pack_id == pack.id, Job.status.in_(_LIVE_JOB))
                             .values(status=JobStatus.FAILED.value, completed_at=now,
-                                    error=f"{why} (the job's second batch job; it is not retried again)"))
+                                    error=f"{why} (the job's second batch job; it is not retried again)"
+                                    if retry else why))
         notify_jobs_changed(session, [row["b_id"] for row in found] + failed)
     _count_outcomes(found, None, lost=0)
     _count_outcomes([], observation.state if observation is not None else None, lost=len(failed))
@@ -311,19 +324,15 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
 
 
 def _clean_exit_reason(runtime: Runtime, pack: Pack) -> str:
-    stderr = _read(runtime, PurePath(pack.work_dir) / workdir.STDERR_FILE)
+    try:
+        stderr = runtime.work_dirs.read_texts([PurePath(pack.work_dir) / workdir.STDERR_FILE])[0]
+    except Exception as exc:  # noqa: BLE001 - the reason then goes without its stderr line
+        log.warning("pack %s: cannot read its stderr: %s", pack.id, exc)
+        stderr = None
     reason = "the batch job ended before running this job"
     if stderr and stderr.strip():
         reason += "; last stderr line: " + stderr.strip().splitlines()[-1][:300]
     return reason
-
-
-def _read(runtime: Runtime, path: PurePath) -> str | None:
-    try:
-        return runtime.work_dirs.read_text(path)
-    except Exception as exc:  # noqa: BLE001 - treated as missing; the job is then retried or failed
-        log.warning("cannot read %s: %s", path, exc)
-        return None
 
 
 def cancel_cycle(runtime: Runtime) -> int:

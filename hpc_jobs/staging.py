@@ -118,12 +118,15 @@ class LocalWorkDirs:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         return stage_pack(self.root, pack_id=pack_id, members=members, profile=profile, resources=resources)[-1]
 
-    def read_text(self, path: PurePath) -> str | None:
-        """A work dir file's text, ``None`` if missing."""
-        try:
-            return Path(path).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return None
+    def read_texts(self, paths: Sequence[PurePath]) -> list[str | None]:
+        """Work dir files' texts, in order; ``None`` for a missing one."""
+        texts: list[str | None] = []
+        for path in paths:
+            try:
+                texts.append(Path(path).read_text(encoding="utf-8", errors="replace"))
+            except FileNotFoundError:
+                texts.append(None)
+        return texts
 
     def read_from(self, path: PurePath, offset: int) -> bytes | None:
         """The bytes of ``path`` from ``offset`` on, ``None`` if the file does not exist."""
@@ -195,9 +198,11 @@ class RemoteWorkDirs:
             remove_work_dir(local_root)
         return self.pack_path_for(pack_id)
 
-    def read_text(self, path: PurePath) -> str | None:
-        """A remote work dir file's text, ``None`` if missing."""
-        return self.transport.read_text(PurePosixPath(path))
+    def read_texts(self, paths: Sequence[PurePath]) -> list[str | None]:
+        """Remote work dir files' texts, in order, in one SFTP session; ``None``
+        for a missing or unreadable one. Raises
+        :class:`hpc_jobs.transports.base.TransportError` when the session fails."""
+        return self.transport.read_texts([PurePosixPath(path) for path in paths])
 
     def read_from(self, path: PurePath, offset: int) -> bytes | None:
         """The remote file's bytes from ``offset`` on (one SFTP read), ``None`` if missing."""

@@ -283,21 +283,17 @@ def test_upload_dir_copies_a_tree_atomically_with_its_modes(ssh, tmp_path):
     assert (remote / SCRIPT_FILE).exists()
 
 
-def test_read_text_reads_a_file_or_says_none(ssh, tmp_path):
+def test_read_texts_reads_files_in_one_session_or_says_none(ssh, tmp_path, mocker):
     (tmp_path / "result.json").write_text('{"counts": {"00": 5}}')
     (tmp_path / "bytes.log").write_bytes(b"ok \xff\n")
-    assert ssh.read_text(tmp_path / "result.json") == '{"counts": {"00": 5}}'
-    assert ssh.read_text(str(tmp_path / "bytes.log")) == "ok \ufffd\n"
-    assert ssh.read_text(tmp_path / "missing.json") is None
-    assert ssh.read_text(tmp_path / "no-dir" / "result.json") is None
-
-
-def test_read_text_refuses_an_oversized_file(ssh, tmp_path):
     huge = tmp_path / "huge.log"
     with huge.open("wb") as handle:
-        handle.truncate(MAX_READ_BYTES + 1)
-    with pytest.raises(TransportError, match="larger than"):
-        ssh.read_text(huge)
+        handle.truncate(MAX_READ_BYTES + 1)  # a runaway job's file: not loaded
+    sessions = mocker.spy(ssh, "_sftp_session")
+    assert ssh.read_texts([tmp_path / "result.json", str(tmp_path / "bytes.log"), tmp_path / "missing.json",
+                           tmp_path / "no-dir" / "result.json", huge, tmp_path / "result.json"]) == [
+        '{"counts": {"00": 5}}', "ok \ufffd\n", None, None, None, '{"counts": {"00": 5}}']
+    assert sessions.call_count == 1
 
 
 def test_remove_tree_deletes_without_following_links(ssh, tmp_path):
@@ -337,8 +333,7 @@ def test_slurm_jobs_submitted_polled_read_and_cancelled_over_ssh(slurm_cluster, 
     job_id = executor.submit(remote, job_name=_job_name())
     done = wait_for_observation(executor, job_id, lambda o: status_for_slurm_state(o.state)[0].is_final)
     assert base_state(done.state) == "COMPLETED"
-    assert ssh.read_text(remote / "result.txt") == "ok\n"
-    assert ssh.read_text(remote / STDOUT_FILE) == "done\n"
+    assert ssh.read_texts([remote / "result.txt", remote / STDOUT_FILE]) == ["ok\n", "done\n"]
 
     (local / SCRIPT_FILE).write_text("#!/bin/bash\nsleep 60\n")
     sleeper = remote.with_name("sleeper")

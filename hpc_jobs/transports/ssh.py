@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Largest file :meth:`SSHTransport.read_text` returns, in bytes. Work dir
+#: Largest file :meth:`SSHTransport.read_texts` returns, in bytes. Work dir
 #: files the gateway reads (result.json, error.json, stderr.log) are far
 #: smaller; a bigger one is a runaway job, not something to load into memory.
 MAX_READ_BYTES = 16 * 1024 * 1024
@@ -441,18 +441,32 @@ class SSHTransport:
             except (paramiko.SSHException, OSError, EOFError):
                 pass  # the connection is gone; the next call replaces it
 
-    def read_text(self, remote_path: str | os.PathLike[str], *, timeout: float = 30.0) -> str | None:
-        """The remote file's text (UTF-8, undecodable bytes replaced), or ``None`` if it does not exist.
+    def read_texts(self, remote_paths: Sequence[str | os.PathLike[str]], *,
+                   timeout: float = 30.0) -> list[str | None]:
+        """The texts (UTF-8, undecodable bytes replaced) of many remote files,
+        in order, in ONE SFTP session; ``timeout``: seconds for each SFTP request.
 
-        ``timeout``: seconds for each
-        SFTP request. Raises :class:`TransportError` when the file exceeds
-        :data:`MAX_READ_BYTES`, cannot be read, or the host cannot be reached.
+        A file that does not exist, cannot be read (permissions) or exceeds
+        :data:`MAX_READ_BYTES` is ``None`` (the last two logged). Raises
+        :class:`TransportError` only when the session itself fails: the host
+        cannot be reached, or a request times out.
         """
-        path = _remote_path(remote_path)
-        data = self._read(path, 0, timeout, refuse_larger=True)
-        if data is None:
-            return None
-        return data.decode("utf-8", "replace")
+        paths = [_remote_path(path) for path in remote_paths]
+        texts: list[str | None] = []
+        with self._sftp(timeout) as sftp:
+            for path in paths:
+                try:
+                    data = _read_open(sftp, path, 0, refuse_larger=True, host=self.host)
+                except TransportError as exc:
+                    log.warning("%s", exc)
+                    data = None
+                except OSError as exc:
+                    if exc.errno is None:  # the session, not the file: let it fail the call
+                        raise
+                    log.warning("cannot read %s on %s: %s", path, self.host, exc.strerror or exc)
+                    data = None
+                texts.append(None if data is None else data.decode("utf-8", "replace"))
+        return texts
 
     def upload_dir(
         self, local_dir: str | os.PathLike[str], remote_dir: str | os.PathLike[str], *, timeout: float = 60.0
@@ -505,34 +519,9 @@ class SSHTransport:
         return self._read(_remote_path(remote_path), offset, timeout, refuse_larger=False)
 
     def _read(self, path: str, offset: int, timeout: float, *, refuse_larger: bool) -> bytes | None:
-        """The bytes of ``path`` from ``offset`` on in one SFTP session (one open,
-        pipelined reads), ``None`` if it does not exist. Beyond
-        :data:`MAX_READ_BYTES`: :class:`TransportError` with ``refuse_larger``,
-        else the first that many bytes."""
+        """The bytes of ``path`` from ``offset`` on in one SFTP session (see :func:`_read_open`)."""
         with self._sftp(timeout) as sftp:
-            try:
-                handle = sftp.open(path, "rb")
-            except FileNotFoundError:
-                return None
-            with handle:
-                size = handle.stat().st_size or 0
-                if refuse_larger and size > MAX_READ_BYTES:
-                    raise TransportError(
-                        f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it"
-                    )
-                if size <= offset:
-                    return b""
-                handle.seek(offset)
-                # Pipelined reads: one round trip per chunk would make a
-                # MiB-sized log take seconds.
-                handle.prefetch(min(size - offset, MAX_READ_BYTES))
-                # One byte past the limit, in case the file grew since the stat.
-                data = handle.read(MAX_READ_BYTES + 1)
-        if len(data) > MAX_READ_BYTES:
-            if refuse_larger:
-                raise TransportError(f"{path} on {self.host} is larger than {MAX_READ_BYTES} bytes; not reading it")
-            data = data[:MAX_READ_BYTES]
-        return data
+            return _read_open(sftp, path, offset, refuse_larger=refuse_larger, host=self.host)
 
     def touch_files(self, remote_paths: Sequence[PurePosixPath], *, timeout: float = 30.0) -> None:
         """Create empty files (markers) in one SFTP session; a missing parent
@@ -546,6 +535,34 @@ class SSHTransport:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _read_open(sftp: paramiko.SFTPClient, path: str, offset: int, *, refuse_larger: bool, host: str) -> bytes | None:
+    """The bytes of ``path`` from ``offset`` on through an open SFTP session
+    (one open, pipelined reads), ``None`` if it does not exist. Beyond
+    :data:`MAX_READ_BYTES`: :class:`TransportError` with ``refuse_larger``,
+    else the first that many bytes. File system errors are ``OSError``."""
+    try:
+        handle = sftp.open(path, "rb")
+    except FileNotFoundError:
+        return None
+    too_large = f"{path} on {host} is larger than {MAX_READ_BYTES} bytes; not reading it"
+    with handle:
+        size = handle.stat().st_size or 0
+        if refuse_larger and size > MAX_READ_BYTES:
+            raise TransportError(too_large)
+        if size <= offset:
+            return b""
+        handle.seek(offset)
+        # Pipelined reads: one round trip per chunk would make a MiB-sized log take seconds.
+        handle.prefetch(min(size - offset, MAX_READ_BYTES))
+        # One byte past the limit, in case the file grew since the stat.
+        data = handle.read(MAX_READ_BYTES + 1)
+    if len(data) > MAX_READ_BYTES:
+        if refuse_larger:
+            raise TransportError(too_large)
+        data = data[:MAX_READ_BYTES]
+    return data
 
 
 class _Overrun(Exception):

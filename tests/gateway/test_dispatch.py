@@ -126,8 +126,17 @@ def test_a_pack_that_never_reached_the_scheduler_is_submitted_once_after_recover
     assert len(list(runtime.executor.registry.glob("local-*"))) == 1
 
 
-def test_jobs_of_a_dead_pack_run_once_more_then_fail_with_the_reason(client, runtime, api_key):
+def test_jobs_of_a_dead_pack_run_once_more_then_fail_with_the_reason(client, runtime, api_key, mocker):
     ids = [_submit(client, api_key) for _ in range(2)]
+    reads, read_texts = [], runtime.work_dirs.read_texts
+
+    def flaky_read(paths):
+        reads.append(len(paths))
+        if len(reads) == 1:
+            raise OSError("the work file system did not answer")
+        return read_texts(paths)
+
+    mocker.patch.object(runtime.work_dirs, "read_texts", side_effect=flaky_read)
     _quiet(runtime)
     for attempt in (1, 2):
         deadline = time.monotonic() + 30
@@ -146,6 +155,8 @@ def test_jobs_of_a_dead_pack_run_once_more_then_fail_with_the_reason(client, run
             time.sleep(0.2)
         jobs = _jobs(runtime, ids)
         if attempt == 1:
+            # Both jobs' result and error files in one read; the failed read ended nothing.
+            assert reads[:2] == [4, 4]
             assert {job.status for job in jobs.values()} == {"queued"}
             _quiet(runtime)
     assert {job.status for job in jobs.values()} == {"failed"}
@@ -266,10 +277,10 @@ def test_an_unreachable_scheduler_stops_the_submissions_of_a_cycle_and_is_report
     assert {job.status for job in jobs.values()} == {"completed"}
 
 
-def test_a_pack_given_up_in_an_unknown_state_is_scancelled(client, runtime, api_key, mocker):
+def test_a_pack_given_up_in_an_unknown_state_is_scancelled_and_its_jobs_fail(client, runtime, api_key, mocker):
     from hpc_jobs.executors.base import ExecutorError, JobObservation, Observations
 
-    _submit(client, api_key)
+    job_id = _submit(client, api_key)
     _quiet(runtime)
     deadline = time.monotonic() + 30
     while not dispatcher.dispatch_cycle(runtime).submitted:
@@ -288,3 +299,8 @@ def test_a_pack_given_up_in_an_unknown_state_is_scancelled(client, runtime, api_
     cancel.side_effect = None
     assert poll_cycle(runtime, now=later).ended_packs == [pack.id]
     assert cancel.call_args.args[0] == [pack.scheduler_job_id]
+    # The job ends with the reason at once: a second batch job would not know the state either.
+    status = client.get(f"/status/{job_id}", headers={"X-API-Key": api_key}).get_json()
+    assert status["status"] == "failed"
+    assert status["error"] == (f"Slurm reported state 'SOME_NEW_STATE', unknown to QCOS, for "
+                               f"{runtime.settings.unknown_state_grace_seconds:g} s")
