@@ -17,15 +17,18 @@ are only ever compared whole, never by prefix or as integers.
 
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import ClassVar, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, ClassVar, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from hpc_jobs.executors.base import ExecutorError, SubmissionUnconfirmed
 from hpc_jobs.transports.base import CommandResult
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLUSTER_NAME_PATTERN",
@@ -253,6 +256,19 @@ def _reading(command: str) -> Iterator[None]:
         yield
     except ValueError as exc:
         raise ExecutorError(f"unexpected {command} output: {exc}") from exc
+
+
+def _field(parse: Callable[[str], T], text: str, command: str, job_id: str) -> T | None:
+    """A time or duration field of one row, ``None`` (logged) when it does not
+    parse. Such fields only inform (elapsed, start, limits); one unreadable
+    date must not make the whole answer unreadable and void a poll cycle.
+    A row without the format's fields still does: dropping it could give up
+    a live job."""
+    try:
+        return parse(text)
+    except ValueError:
+        log.warning("%s: job %s has a field that does not parse: %r; read as empty", command, job_id, text[:64])
+        return None
 
 
 def _split_row(line: str, n_fields: int) -> list[str]:
@@ -491,15 +507,16 @@ def _squeue_rows(result: CommandResult) -> dict[str, SqueueRow]:
                 continue
             (job_id, state, partition, elapsed, limit, start, submit, nodes,
              array_job, array_task, reason, name) = _split_row(line, _SQUEUE_FIELDS)
-            rows[job_id.strip()] = SqueueRow(
-                job_id=job_id.strip(),
+            job_id = job_id.strip()
+            rows[job_id] = SqueueRow(
+                job_id=job_id,
                 state=state.strip(),
                 reason=_optional(reason),
                 partition=partition.strip(),
-                elapsed=parse_slurm_duration(elapsed),
-                time_limit=parse_slurm_duration(limit),
-                start_time=parse_slurm_datetime(start),
-                submit_time=parse_slurm_datetime(submit),
+                elapsed=_field(parse_slurm_duration, elapsed, "squeue", job_id),
+                time_limit=_field(parse_slurm_duration, limit, "squeue", job_id),
+                start_time=_field(parse_slurm_datetime, start, "squeue", job_id),
+                submit_time=_field(parse_slurm_datetime, submit, "squeue", job_id),
                 node_list=_optional(nodes),
                 array_job_id=array_job.strip(),
                 array_task_id=_optional(array_task),
@@ -752,10 +769,10 @@ class Sacct(SlurmCommand[dict[str, SacctRow]]):
                     exit_code=_optional(exit_code),
                     reason=_optional(reason),
                     partition=_optional(partition),
-                    elapsed=parse_slurm_duration(elapsed),
-                    submit=parse_slurm_datetime(submit),
-                    start=parse_slurm_datetime(start),
-                    end=parse_slurm_datetime(end),
+                    elapsed=_field(parse_slurm_duration, elapsed, "sacct", job_id),
+                    submit=_field(parse_slurm_datetime, submit, "sacct", job_id),
+                    start=_field(parse_slurm_datetime, start, "sacct", job_id),
+                    end=_field(parse_slurm_datetime, end, "sacct", job_id),
                     node_list=_optional(nodes),
                     cluster=_optional(id_cluster) or _optional(cluster),
                     name=name,
