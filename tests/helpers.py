@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from hpc_jobs.lifecycle import JobStatus
 
@@ -82,3 +83,33 @@ def wait_for_observation(executor, scheduler_job_id: str, predicate, limit: floa
             return seen
         time.sleep(0.3)
     pytest.fail(f"job {scheduler_job_id} never reached the expected state; last seen {seen}")
+
+
+def dispatch_one_pack(runtime, timeout: float = 30):
+    """Run dispatch cycles until one submits a pack; returns that pack (the
+    only one ``submitted``). Fails the test after ``timeout`` seconds."""
+    from sqlalchemy import select
+
+    from gateway import dispatcher
+    from gateway.models import Pack
+    from hpc_jobs.packing import PackState
+
+    deadline = time.monotonic() + timeout
+    while not dispatcher.dispatch_cycle(runtime).submitted:
+        assert time.monotonic() < deadline, "no pack was submitted"
+        time.sleep(0.2)
+    with runtime.db.session() as session:
+        return session.scalar(select(Pack).where(Pack.state == PackState.SUBMITTED.value))
+
+
+def processes_with_argument(argument: str) -> list[int]:
+    """Pids of the processes (of any user) with ``argument`` as one whole argv entry."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids

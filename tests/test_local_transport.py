@@ -5,24 +5,12 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from pathlib import Path
 
 import pytest
 
 from hpc_jobs.transports.base import TransportError
 from hpc_jobs.transports.local import LocalTransport
-
-
-def _processes_with_argument(argument: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
+from tests.helpers import processes_with_argument
 
 
 def test_a_command_past_its_timeout_is_ended_with_its_children():
@@ -34,11 +22,11 @@ def test_a_command_past_its_timeout_is_ended_with_its_children():
             LocalTransport().run(["sh", "-c", f"sleep {duration}; echo done"], timeout=1)
         assert time.monotonic() - started < 5
         deadline = time.monotonic() + 5
-        while _processes_with_argument(duration) and time.monotonic() < deadline:
+        while processes_with_argument(duration) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _processes_with_argument(duration)
+        assert not processes_with_argument(duration)
     finally:
-        for pid in _processes_with_argument(duration):
+        for pid in processes_with_argument(duration):
             os.kill(pid, 9)
 
 

@@ -18,7 +18,7 @@ from hpc_jobs.lifecycle import base_state, status_for_slurm_state
 from hpc_jobs.transports import SSHTransport, TransportError
 from hpc_jobs.transports.ssh import MAX_READ_BYTES, remote_command
 from hpc_jobs.workdir import SCRIPT_FILE, STDOUT_FILE
-from tests.helpers import wait_for_observation
+from tests.helpers import processes_with_argument, wait_for_observation
 from tests.sshd_fixtures import SSHServer, free_port, generate_key
 
 MiB = 1024 * 1024
@@ -112,18 +112,6 @@ def test_a_command_past_its_timeout_is_abandoned_quickly(ssh):
     assert ssh.connections_opened == 1
 
 
-def _processes_with_argument(argument: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
 @pytest.mark.parametrize("wrap", [lambda argv: argv, lambda argv: ["sh", "-c", " ".join(argv) + "; echo done"]],
                          ids=["the-program", "a-shell-and-its-child"])
 def test_a_command_past_its_timeout_is_ended_on_the_remote_side_too(ssh, wrap):
@@ -132,9 +120,9 @@ def test_a_command_past_its_timeout_is_ended_on_the_remote_side_too(ssh, wrap):
     try:
         with pytest.raises(TransportError, match="did not finish within 1 s"):
             ssh.run(wrap(["sleep", duration]), timeout=1)
-        assert _eventually(lambda: not _processes_with_argument(duration), limit=10)
+        assert _eventually(lambda: not processes_with_argument(duration), limit=10)
     finally:
-        for pid in _processes_with_argument(duration):
+        for pid in processes_with_argument(duration):
             os.kill(pid, 9)
 
 

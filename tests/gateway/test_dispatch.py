@@ -16,6 +16,7 @@ from gateway.runtime import Runtime
 from hpc_jobs.executors.base import SubmissionUnconfirmed
 from hpc_jobs.packing import PackState
 from tests.conftest import BELL
+from tests.helpers import dispatch_one_pack
 
 GHZ3 = ('OPENQASM 2.0; include "qelib1.inc"; qreg q[3]; creg c[3]; h q[0]; cx q[0],q[1]; cx q[1],q[2]; '
         "t q[2]; measure q -> c;")
@@ -139,12 +140,7 @@ def test_jobs_of_a_dead_pack_run_once_more_then_fail_with_the_reason(client, run
     mocker.patch.object(runtime.work_dirs, "read_texts", side_effect=flaky_read)
     _quiet(runtime)
     for attempt in (1, 2):
-        deadline = time.monotonic() + 30
-        while not dispatcher.dispatch_cycle(runtime).submitted:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        with runtime.db.session() as session:
-            pack = session.scalar(select(Pack).where(Pack.state == PackState.SUBMITTED.value))
+        pack = dispatch_one_pack(runtime)
         runtime.executor.cancel([pack.scheduler_job_id])  # an admin's scancel, a node failure
         deadline = time.monotonic() + 30
         while True:
@@ -282,12 +278,7 @@ def test_a_pack_given_up_in_an_unknown_state_is_scancelled_and_its_jobs_fail(cli
 
     job_id = _submit(client, api_key)
     _quiet(runtime)
-    deadline = time.monotonic() + 30
-    while not dispatcher.dispatch_cycle(runtime).submitted:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    with runtime.db.session() as session:
-        pack = session.scalar(select(Pack).where(Pack.state == PackState.SUBMITTED.value))
+    pack = dispatch_one_pack(runtime)
     mocker.patch.object(runtime.executor, "observe", side_effect=lambda ids: Observations(
         {i: JobObservation(i, "SOME_NEW_STATE") for i in ids}))
     cancel = mocker.patch.object(runtime.executor, "cancel", side_effect=ExecutorError("controller down"))

@@ -16,6 +16,7 @@ from gateway.db import Database
 from gateway.models import ApiKey, Job, utcnow
 from gateway.notify import JOBS_CHANNEL, JobWaiters, notify_jobs_changed
 from tests.conftest import BELL, make_user
+from tests.helpers import dispatch_one_pack
 
 
 def _queued_job(runtime, user_id: str, job_id: str) -> None:
@@ -329,21 +330,13 @@ class TestWritersAnnounceFinalJobs:
         assert set(ids) <= self._announced(listener)
 
     def test_jobs_failed_with_their_dead_pack_are_announced(self, postgres_app, listener):
-        from gateway import dispatcher
-        from gateway.models import Pack
         from gateway.poller import MAX_DISPATCHES, poll_cycle
-        from hpc_jobs.packing import PackState
 
         runtime = postgres_app.extensions["qcos"]
         ids = self._submit(postgres_app, 2)
         with runtime.db.transaction() as session:  # their last dispatch
             session.execute(update(Job).where(Job.id.in_(ids)).values(dispatch_count=MAX_DISPATCHES - 1))
-        deadline = time.monotonic() + 30
-        while not dispatcher.dispatch_cycle(runtime).submitted:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        with runtime.db.session() as session:
-            pack = session.scalar(select(Pack).where(Pack.state == PackState.SUBMITTED.value))
+        pack = dispatch_one_pack(runtime)
         runtime.executor.cancel([pack.scheduler_job_id])
         deadline = time.monotonic() + 30
         while not poll_cycle(runtime).ended_packs:
