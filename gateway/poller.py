@@ -270,9 +270,10 @@ def _job_values(outcome: JobOutcome, shots: int, now: datetime) -> dict:
 def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: datetime, *,
          retry: bool = True) -> int | None:
     """Close a pack whose batch job is over. Its jobs without a progress line
-    get their outcome files read (all of them in one read: one SFTP session
-    over SSH); the rest run once more in a new pack (``MAX_DISPATCHES``, and
-    ``retry``) or fail with the pack's reason. Returns the jobs sent back to
+    get their outcome files read (all of them, and the pack's stderr when it
+    exited cleanly, in one read: one SFTP session over SSH); the rest run
+    once more in a new pack (``MAX_DISPATCHES``, and ``retry``) or fail with
+    the pack's reason. Returns the jobs sent back to
     the queue, or ``None`` when the pack was not ended: its files could not
     be read this cycle (the next one tries again), or another poller ended
     it first."""
@@ -280,6 +281,8 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
         leftovers = list(session.execute(select(Job.id, Job.work_dir, Job.shots, Job.dispatch_count).where(
             Job.pack_id == pack.id, Job.status.in_(_LIVE_JOB))))
     paths = [PurePath(job.work_dir) / name for job in leftovers for name in (workdir.RESULT_FILE, workdir.ERROR_FILE)]
+    if leftovers and reason is None:  # a clean exit with jobs left: stderr may say why, in the same read
+        paths.append(PurePath(pack.work_dir) / workdir.STDERR_FILE)
     try:
         texts = runtime.work_dirs.read_texts(paths) if paths else []
     except Exception as exc:  # noqa: BLE001 - an unreachable file system this cycle; the next one retries
@@ -294,7 +297,7 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
             again.append(job.id)
         else:
             failed.append(job.id)
-    why = reason or _clean_exit_reason(runtime, pack)
+    why = reason or _clean_exit_reason(texts[-1] if leftovers else None)
     with runtime.db.transaction() as session:
         ended = session.execute(update(Pack).where(Pack.id == pack.id, Pack.state == pack.state).values(
             state=PackState.ENDED.value, ended_at=now, error=why if (again or failed or reason) else None,
@@ -323,12 +326,8 @@ def _end(runtime: Runtime, pack: Pack, reason: str | None, observation, now: dat
     return len(again)
 
 
-def _clean_exit_reason(runtime: Runtime, pack: Pack) -> str:
-    try:
-        stderr = runtime.work_dirs.read_texts([PurePath(pack.work_dir) / workdir.STDERR_FILE])[0]
-    except Exception as exc:  # noqa: BLE001 - the reason then goes without its stderr line
-        log.warning("pack %s: cannot read its stderr: %s", pack.id, exc)
-        stderr = None
+def _clean_exit_reason(stderr: str | None) -> str:
+    """Why jobs were left by a batch job that exited cleanly, with the last line of its stderr."""
     reason = "the batch job ended before running this job"
     if stderr and stderr.strip():
         reason += "; last stderr line: " + stderr.strip().splitlines()[-1][:300]
