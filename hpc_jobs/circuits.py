@@ -246,7 +246,7 @@ def _check_statement_operators(code: str, limits: CircuitLimits) -> None:
         start = match.start() + len(match.group()) - len(match.group().lstrip())
         raise _error_at(
             code, start, f"the statement has more than {limits.max_statement_operators} arithmetic operators"
-            f" and parentheses; at most {limits.max_statement_operators} are allowed"
+            f" and opening parentheses; at most {limits.max_statement_operators} are allowed"
         )
 
 

@@ -698,7 +698,7 @@ def test_a_statement_may_hold_1000_operators_and_parentheses(operator):
         return _Q1 + f"gate g(t) a {{ rz(t{f'{operator}t' * (operators - 1)}) a; }}\ng(0.5) q[0];\n" + _END
 
     load_circuit(program(1000))
-    with pytest.raises(CircuitError, match="more than 1000 arithmetic operators and parentheses") as refused:
+    with pytest.raises(CircuitError, match="more than 1000 arithmetic operators and opening parentheses") as refused:
         load_circuit(program(1001))
     assert (refused.value.line, refused.value.column) == (5, 15)  # where the statement starts
 
